@@ -1,0 +1,77 @@
+"""OpenAI-compatible back-ends: any endpoint, or a Databricks model serving endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+
+from lakebase_memory.config import Settings
+from lakebase_memory.errors import ConfigurationError
+
+
+def openai_model(settings: Settings) -> BaseChatModel:
+    if not settings.openai_model:
+        raise ConfigurationError(
+            "MODEL_BACKEND=openai needs OPENAI_MODEL (the model name), and OPENAI_BASE_URL "
+            "for a server other than OpenAI's."
+        )
+    if not settings.openai_api_key and not settings.openai_base_url:
+        raise ConfigurationError(
+            "MODEL_BACKEND=openai needs OPENAI_API_KEY, or OPENAI_BASE_URL for a server that "
+            "takes no key."
+        )
+    return ChatOpenAI(
+        model=settings.openai_model,
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key or "not-needed",  # type: ignore[arg-type]
+        max_completion_tokens=settings.max_output_tokens,
+        streaming=True,
+        max_retries=1,
+    )
+
+
+class DatabricksAuth(httpx.Auth):
+    """Adds the SDK's current credentials to each request, so OAuth tokens stay fresh."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers.update(self._config.authenticate())
+        yield request
+
+
+def databricks_model(settings: Settings) -> BaseChatModel:
+    if not settings.llm_endpoint_name:
+        raise ConfigurationError(
+            "MODEL_BACKEND=databricks needs LLM_ENDPOINT_NAME, the name of a model serving "
+            "endpoint in your workspace (for example databricks-claude-sonnet-4)."
+        )
+    try:
+        from databricks.sdk.core import Config
+    except ImportError as error:
+        raise ConfigurationError(
+            "MODEL_BACKEND=databricks needs the Databricks extra: `uv sync --extra databricks`."
+        ) from error
+    try:
+        config = Config()
+    except ValueError as error:
+        raise ConfigurationError(
+            f"Databricks authentication is not configured ({error}). Set DATABRICKS_HOST with "
+            "DATABRICKS_TOKEN, or DATABRICKS_CONFIG_PROFILE, or run `databricks auth login`."
+        ) from error
+    auth = DatabricksAuth(config)
+    return ChatOpenAI(
+        model=settings.llm_endpoint_name,
+        base_url=f"{config.host.rstrip('/')}/serving-endpoints",
+        api_key="databricks",  # type: ignore[arg-type]  # replaced by DatabricksAuth
+        http_client=httpx.Client(auth=auth),
+        http_async_client=httpx.AsyncClient(auth=auth),
+        max_completion_tokens=settings.max_output_tokens,
+        streaming=True,
+        max_retries=1,
+    )

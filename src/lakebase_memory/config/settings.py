@@ -1,0 +1,148 @@
+"""The one settings object, read from the process environment, `.env.local` and `.env`.
+
+Precedence (highest first): process environment, `.env.local`, `.env`, defaults.
+Every field is documented in `.env.example`; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Later files win in pydantic-settings, so `.env.local` overrides `.env`.
+ENV_FILES = (".env", ".env.local")
+
+
+class ModelBackend(StrEnum):
+    LOCAL = "local"
+    OPENAI = "openai"
+    DATABRICKS = "databricks"
+    ECHO = "echo"
+
+
+class Settings(BaseSettings):
+    """Everything the app can be configured with. Field names are the environment names."""
+
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILES,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # --- model -----------------------------------------------------------------------------
+    model_backend: ModelBackend = Field(
+        ModelBackend.LOCAL,
+        description="Which model answers: local | openai | databricks | echo.",
+    )
+    system_prompt: str = Field(
+        "You are a helpful assistant. Answer briefly and remember what the user told you "
+        "earlier in this conversation.",
+        description="System prompt placed before every conversation.",
+    )
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible API base URL.")
+    openai_api_key: str | None = Field(None, description="API key for OPENAI_BASE_URL.")
+    openai_model: str | None = Field(None, description="Model name for the openai backend.")
+    llm_endpoint_name: str | None = Field(
+        None, description="Databricks model serving endpoint for the databricks backend."
+    )
+    local_model_path: Path | None = Field(
+        None, description="GGUF file for the local backend (default: the bundled SmolLM2)."
+    )
+    max_output_tokens: int = Field(512, ge=1, description="Upper bound on tokens per answer.")
+
+    # --- database --------------------------------------------------------------------------
+    database_url: str | None = Field(None, description="PostgreSQL connection URL.")
+    pghost: str | None = Field(None, description="libpq host (standard PG* variables).")
+    pgport: str | None = None
+    pgdatabase: str | None = None
+    pguser: str | None = None
+    pgpassword: str | None = None
+    pgsslmode: str | None = None
+    pgappname: str | None = None
+    lakebase_memory_data_dir: Path = Field(
+        Path(".lakebase-memory"),
+        description="Where the embedded PostgreSQL keeps its data (git-ignored).",
+    )
+    checkpoint_schema: str = Field(
+        "public", min_length=1, description="Schema of the LangGraph checkpoint tables."
+    )
+    db_pool_min_size: int = Field(1, ge=0)
+    db_pool_max_size: int = Field(10, ge=1)
+    db_pool_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request waits for a database connection."
+    )
+    db_pool_max_lifetime: float = Field(
+        1800.0, gt=0, description="Seconds before a pooled connection is replaced."
+    )
+    db_pool_max_idle: float = Field(300.0, gt=0)
+    db_connect_timeout: int = Field(10, ge=1, description="Seconds to wait for a login.")
+
+    # --- Lakebase (Databricks) ---------------------------------------------------------------
+    lakebase_instance_name: str | None = None
+    lakebase_autoscaling_endpoint: str | None = None
+    lakebase_autoscaling_project: str | None = None
+    lakebase_autoscaling_branch: str | None = None
+
+    # --- Databricks Apps runtime -----------------------------------------------------------
+    databricks_app_name: str | None = None
+    databricks_app_port: int | None = None
+    trust_forwarded_identity: bool | None = Field(
+        None,
+        description="Take the user from X-Forwarded-Email/User. Default: only on Databricks Apps.",
+    )
+    local_user: str = Field("local-user", min_length=1, description="The user when not trusted.")
+
+    # --- server ----------------------------------------------------------------------------
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted body.")
+
+    @field_validator(
+        "openai_base_url",
+        "openai_api_key",
+        "openai_model",
+        "llm_endpoint_name",
+        "database_url",
+        "pghost",
+        "lakebase_instance_name",
+        "lakebase_autoscaling_endpoint",
+        "lakebase_autoscaling_project",
+        "lakebase_autoscaling_branch",
+        "databricks_app_name",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `FOO=` in a dotenv file means "not configured", not "configured as empty".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def on_databricks_app(self) -> bool:
+        return self.databricks_app_name is not None
+
+    @property
+    def trusts_forwarded_identity(self) -> bool:
+        if self.trust_forwarded_identity is None:
+            return self.on_databricks_app
+        return self.trust_forwarded_identity
+
+    @property
+    def lakebase_configured(self) -> bool:
+        return any(
+            (
+                self.lakebase_instance_name,
+                self.lakebase_autoscaling_endpoint,
+                self.lakebase_autoscaling_project,
+                self.lakebase_autoscaling_branch,
+            )
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; keyword overrides win over every source (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

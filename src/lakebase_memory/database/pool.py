@@ -1,0 +1,61 @@
+"""The process's one connection pool, and the login check that runs before it opens."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from lakebase_memory.config import Settings
+from lakebase_memory.errors import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+# LangGraph's saver needs autocommit and dict rows on every connection it is given.
+CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+
+
+async def check_login(conninfo: str) -> str:
+    """Log in once, outside any pool, so that a refused login surfaces its real cause now.
+
+    A pool would retry in the background and report only a timeout. Returns the server version.
+    """
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            cursor = await conn.execute("SHOW server_version")
+            row = await cursor.fetchone()
+            return str(row[0]) if row else "unknown"
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailableError(f"Cannot log in to PostgreSQL: {error}".strip()) from error
+
+
+async def open_pool(conninfo: str, settings: Settings, *, search_path: str) -> Pool:
+    """Open the pool at start-up: health-checked connections with a bounded lifetime."""
+
+    async def configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
+        if search_path != "public":
+            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(search_path)))
+
+    pool: Pool = AsyncConnectionPool(
+        conninfo,
+        kwargs=CONNECTION_KWARGS,
+        connection_class=psycopg.AsyncConnection[DictRow],
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout,
+        max_lifetime=settings.db_pool_max_lifetime,
+        max_idle=settings.db_pool_max_idle,
+        # A connection killed by the server while idle is found and replaced on checkout.
+        check=AsyncConnectionPool.check_connection,
+        configure=configure,
+        name="lakebase-memory",
+        open=False,
+    )
+    await pool.open(wait=True, timeout=settings.db_pool_timeout)
+    return pool

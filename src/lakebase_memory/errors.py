@@ -1,0 +1,23 @@
+"""The project's exception families. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class LakebaseMemoryError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(LakebaseMemoryError):
+    """The configuration is missing, contradictory or invalid; the app cannot start."""
+
+
+class DatabaseUnavailableError(LakebaseMemoryError):
+    """The memory database cannot be reached or refused the login."""
+
+
+class EmbeddedDatabaseError(DatabaseUnavailableError):
+    """The embedded PostgreSQL could not be initialised or started."""
+
+
+class ModelError(LakebaseMemoryError):
+    """The model backend failed to produce an answer."""

@@ -1,0 +1,26 @@
+"""Conversation memory: the checkpointer, the thread catalogue, history de-duplication."""
+
+from lakebase_memory.memory.checkpointer import make_checkpointer
+from lakebase_memory.memory.history import message_text, new_messages
+from lakebase_memory.memory.threads import (
+    InvalidCursorError,
+    ThreadCatalogue,
+    ThreadNotFoundError,
+    ThreadPage,
+    ThreadSummary,
+    chat_id_for,
+    title_from,
+)
+
+__all__ = [
+    "InvalidCursorError",
+    "ThreadCatalogue",
+    "ThreadNotFoundError",
+    "ThreadPage",
+    "ThreadSummary",
+    "chat_id_for",
+    "make_checkpointer",
+    "message_text",
+    "new_messages",
+    "title_from",
+]

@@ -1,0 +1,65 @@
+"""The app's own tables, as an append-only list of migrations.
+
+The chat tables keep the reference UI's schema, table and column names (`ai_chatbot."Chat"`,
+`"Message"`, `"Vote"`) so that its SQL grants and tools still apply. Additions to them:
+`"threadId"` (the agent thread the chat is; any string) and `"updatedAt"` (last activity).
+Bookkeeping lives in `drizzle.__drizzle_migrations`, as in the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+CHAT_SCHEMA = "ai_chatbot"
+BOOKKEEPING_SCHEMA = "drizzle"
+BOOKKEEPING_TABLE = "__drizzle_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sql: str
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "0001_chat_tables",
+        """
+CREATE TABLE IF NOT EXISTS ai_chatbot."Chat" (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    "createdAt" timestamp NOT NULL,
+    title text NOT NULL,
+    "userId" text NOT NULL,
+    visibility varchar NOT NULL DEFAULT 'private'
+        CHECK (visibility IN ('public', 'private')),
+    "lastContext" jsonb,
+    "threadId" text NOT NULL UNIQUE,
+    "updatedAt" timestamp NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "Chat_userId_updatedAt_idx"
+    ON ai_chatbot."Chat" ("userId", "updatedAt" DESC, id DESC);
+CREATE TABLE IF NOT EXISTS ai_chatbot."Message" (
+    id uuid PRIMARY KEY,
+    "chatId" uuid NOT NULL REFERENCES ai_chatbot."Chat"(id) ON DELETE CASCADE,
+    role varchar NOT NULL,
+    parts json NOT NULL,
+    attachments json NOT NULL,
+    "createdAt" timestamp NOT NULL,
+    "traceId" text
+);
+CREATE INDEX IF NOT EXISTS "Message_chatId_createdAt_idx"
+    ON ai_chatbot."Message" ("chatId", "createdAt");
+CREATE TABLE IF NOT EXISTS ai_chatbot."Vote" (
+    "chatId" uuid NOT NULL REFERENCES ai_chatbot."Chat"(id) ON DELETE CASCADE,
+    "messageId" uuid NOT NULL REFERENCES ai_chatbot."Message"(id) ON DELETE CASCADE,
+    "isUpvoted" boolean NOT NULL,
+    PRIMARY KEY ("chatId", "messageId")
+);
+""",
+    ),
+)

@@ -1,0 +1,132 @@
+"""Builds the OpenAI Responses event sequence for one turn, streamed or collected.
+
+created > in_progress > per message: output_item.added > content_part.added >
+output_text.delta... > output_text.done > content_part.done > output_item.done >
+completed (with custom_outputs.thread_id). Every event carries a sequence_number.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from lakebase_memory.memory.history import message_text
+from lakebase_memory.server.protocol import item_id_for, message_item, output_items
+
+Event = dict[str, Any]
+
+
+class ResponseEvents:
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.response_id = f"resp_{uuid.uuid4().hex}"
+        self.created_at = int(time.time())
+        self.output: list[dict[str, Any]] = []
+        self._sequence = 0
+        self._open_item: str | None = None  # id of the message being streamed
+        self._open_text: list[str] = []
+
+    # --- the response envelope ------------------------------------------------------------
+
+    def response(self, status: str) -> dict[str, Any]:
+        return {
+            "id": self.response_id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "output": list(self.output),
+            "custom_outputs": {"thread_id": self.thread_id},
+        }
+
+    def started(self) -> list[Event]:
+        return [
+            self._event("response.created", response=self.response("in_progress")),
+            self._event("response.in_progress", response=self.response("in_progress")),
+        ]
+
+    def completed(self) -> list[Event]:
+        return [
+            self._event(
+                "response.completed",
+                response=self.response("completed"),
+                custom_outputs={"thread_id": self.thread_id},
+            )
+        ]
+
+    def error(self, message: str, code: str) -> Event:
+        # The reference's mid-stream error frame is {"error": "..."}; type and code are extra.
+        return {"type": "error", "error": message, "code": code,
+                "sequence_number": self._next()}  # fmt: skip
+
+    # --- messages -------------------------------------------------------------------------
+
+    def text_delta(self, message_id: str | None, delta: str) -> list[Event]:
+        events: list[Event] = []
+        if self._open_item is None:
+            events += self._open(message_id or f"msg_{uuid.uuid4().hex}")
+        self._open_text.append(delta)
+        events.append(self._event("response.output_text.delta", **self._where(), delta=delta))
+        return events
+
+    def final_message(self, message: BaseMessage) -> list[Event]:
+        """A message the agent finished: close its streamed item, or emit it whole."""
+        events: list[Event] = []
+        items = output_items(message)
+        for item in items:
+            if item["type"] == "message":
+                if self._open_item is None:
+                    events += self._open(item_id_for(message) if isinstance(message, AIMessage)
+                                         else item["id"])  # fmt: skip
+                    text = message_text(message)
+                    if text:
+                        events.append(
+                            self._event("response.output_text.delta", **self._where(), delta=text)
+                        )
+                events += self._close(message_text(message))
+            else:
+                index = len(self.output)
+                self.output.append(item)
+                events.append(self._event("response.output_item.added", output_index=index,
+                                          item={**item, "status": "in_progress"}))  # fmt: skip
+                events.append(self._event("response.output_item.done", output_index=index,
+                                          item=item))  # fmt: skip
+        return events
+
+    def _open(self, item_id: str) -> list[Event]:
+        self._open_item = item_id
+        self._open_text = []
+        index = len(self.output)
+        return [
+            self._event("response.output_item.added", output_index=index,
+                        item=message_item(item_id, "", status="in_progress")),
+            self._event("response.content_part.added", **self._where(),
+                        part={"type": "output_text", "text": "", "annotations": []}),
+        ]  # fmt: skip
+
+    def _close(self, final_text: str) -> list[Event]:
+        assert self._open_item is not None
+        text = final_text or "".join(self._open_text)
+        where = self._where()
+        item = message_item(self._open_item, text)
+        part = item["content"][0]
+        self.output.append(item)
+        self._open_item = None
+        return [
+            self._event("response.output_text.done", **where, text=text),
+            self._event("response.content_part.done", **where, part=part),
+            self._event("response.output_item.done", output_index=where["output_index"],
+                        item=item),
+        ]  # fmt: skip
+
+    def _where(self) -> dict[str, Any]:
+        return {"item_id": self._open_item, "output_index": len(self.output), "content_index": 0}
+
+    def _event(self, kind: str, **fields: Any) -> Event:
+        return {"type": kind, "sequence_number": self._next(), **fields}
+
+    def _next(self) -> int:
+        self._sequence += 1
+        return self._sequence - 1

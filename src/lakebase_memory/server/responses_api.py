@@ -1,0 +1,65 @@
+"""POST /invocations and POST /responses (same body; `stream` selects SSE)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from lakebase_memory.server.errors import api_error_for
+from lakebase_memory.server.identity import caller_id
+from lakebase_memory.server.protocol import ResponsesRequest
+from lakebase_memory.server.runtime import AppRuntime
+from lakebase_memory.server.turns import PreparedTurn, prepare_turn, run_turn
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def runtime_of(request: Request) -> AppRuntime:
+    runtime: AppRuntime = request.app.state.runtime
+    return runtime
+
+
+async def _respond(request: Request, body: ResponsesRequest) -> Any:
+    runtime = runtime_of(request)
+    turn = await prepare_turn(runtime, body, caller_id(request, runtime.settings))
+    if body.stream:
+        return StreamingResponse(
+            _sse(runtime, turn),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    final: dict[str, Any] = {}
+    async for event in run_turn(runtime, turn):
+        if event["type"] == "response.completed":
+            final = event["response"]
+    return JSONResponse(final)
+
+
+async def _sse(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[str]:
+    try:
+        async for event in run_turn(runtime, turn):
+            yield f"data: {json.dumps(event)}\n\n"
+    except Exception as error:
+        api_error = api_error_for(error, runtime.target.location)
+        logger.error("streamed turn on thread %s failed: %s", turn.thread_id, error,
+                     exc_info=api_error.code == "internal_error")  # fmt: skip
+        frame = {"type": "error", "error": api_error.message, "code": api_error.code,
+                 "custom_outputs": {"thread_id": turn.thread_id}}  # fmt: skip
+        yield f"data: {json.dumps(frame)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/invocations", summary="Run one agent turn (MLflow ResponsesAgent shape)")
+async def invocations(request: Request, body: ResponsesRequest) -> Any:
+    return await _respond(request, body)
+
+
+@router.post("/responses", summary="Run one agent turn (OpenAI Responses shape)")
+async def responses(request: Request, body: ResponsesRequest) -> Any:
+    return await _respond(request, body)

@@ -1,0 +1,71 @@
+"""Everything a running server holds, opened once at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from lakebase_memory.agent import build_graph, build_model
+from lakebase_memory.config import Settings
+from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
+from lakebase_memory.memory import ThreadCatalogue, make_checkpointer
+from lakebase_memory.schema import ensure_schema
+
+logger = logging.getLogger("lakebase_memory")
+
+
+@dataclass
+class AppRuntime:
+    settings: Settings
+    target: DatabaseTarget
+    server_version: str
+    pool: Pool
+    checkpointer: AsyncPostgresSaver
+    graph: CompiledStateGraph
+    threads: ThreadCatalogue
+    model_name: str
+
+    @classmethod
+    async def start(cls, settings: Settings, model: BaseChatModel | None = None) -> AppRuntime:
+        target = await asyncio.to_thread(open_target, settings)
+        pool: Pool | None = None
+        try:
+            version = await check_login(target.conninfo)
+            created = await ensure_schema(target.conninfo, settings.checkpoint_schema)
+            for line in created:
+                logger.info("created %s", line)
+            pool = await open_pool(
+                target.conninfo, settings, search_path=settings.checkpoint_schema
+            )
+            if model is None:
+                model = await asyncio.to_thread(build_model, settings)
+            checkpointer = make_checkpointer(pool)
+            runtime = cls(
+                settings=settings,
+                target=target,
+                server_version=version,
+                pool=pool,
+                checkpointer=checkpointer,
+                graph=build_graph(model, settings.system_prompt, checkpointer),
+                threads=ThreadCatalogue(pool, settings.checkpoint_schema),
+                model_name=getattr(model, "_llm_type", type(model).__name__),
+            )
+        except BaseException:
+            if pool is not None:
+                await pool.close()
+            await asyncio.to_thread(target.close)
+            raise
+        logger.info(
+            "memory database: %s PostgreSQL %s, data in %s",
+            target.kind.value, version.split()[0], target.location,
+        )  # fmt: skip
+        return runtime
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await asyncio.to_thread(self.target.close)

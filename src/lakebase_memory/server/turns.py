@@ -1,0 +1,67 @@
+"""One conversation turn: resolve the thread, append only what is new, run the agent.
+
+Streaming and non-streaming requests share this path; the latter keeps the final event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+
+from lakebase_memory.memory.history import message_text, new_messages
+from lakebase_memory.server.errors import ApiError
+from lakebase_memory.server.events import Event, ResponseEvents
+from lakebase_memory.server.protocol import ResponsesRequest
+from lakebase_memory.server.runtime import AppRuntime
+
+
+@dataclass
+class PreparedTurn:
+    thread_id: str
+    graph_input: dict[str, list[BaseMessage]]
+    config: dict[str, Any]
+
+
+async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str) -> PreparedTurn:
+    """Everything that can fail with a clean status, before a stream starts."""
+    thread_id = request.thread_id()
+    incoming = request.messages()
+    first_user_text = next((message_text(m) for m in incoming if isinstance(m, HumanMessage)), "")
+    await runtime.threads.claim(thread_id, user, first_user_text)
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    state = await runtime.graph.aget_state(config)
+    stored: list[BaseMessage] = state.values.get("messages", []) if state.values else []
+    fresh = new_messages(stored, incoming)
+    if not fresh and (not stored or isinstance(stored[-1], AIMessage)):
+        raise ApiError(
+            422,
+            "nothing_new",
+            f"Every message in input is already in thread '{thread_id}'. "
+            "Add a new user message at the end of input.",
+        )
+    # With nothing new after an unanswered message (a failed turn), the agent answers it now.
+    return PreparedTurn(thread_id, {"messages": fresh}, config)
+
+
+async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
+    events = ResponseEvents(turn.thread_id)
+    for event in events.started():
+        yield event
+    async for mode, payload in runtime.graph.astream(
+        turn.graph_input, turn.config, stream_mode=["messages", "updates"]
+    ):
+        if mode == "messages":
+            chunk, _metadata = payload
+            if isinstance(chunk, AIMessageChunk) and message_text(chunk):
+                for event in events.text_delta(chunk.id, message_text(chunk)):
+                    yield event
+        else:
+            for update in payload.values():
+                for message in (update or {}).get("messages", []):
+                    for event in events.final_message(message):
+                        yield event
+    for event in events.completed():
+        yield event

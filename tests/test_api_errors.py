@@ -1,0 +1,127 @@
+"""Bad input and outages: a 4xx/503 with one JSON error shape, never a traceback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import make_settings, say
+from lakebase_memory.database import EmbeddedPostgres
+
+
+def error_of(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["message"], body
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+def test_invalid_json_is_400(client: httpx.Client) -> None:
+    response = client.post(
+        "/invocations", content=b'{"input": [', headers={"content-type": "application/json"}
+    )
+    assert "not valid JSON" in error_of(response, 400)["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"input": 5}, "input"),
+        ({"input": [{"role": "robot", "content": "x"}]}, "input.0"),
+        ({"input": [{"role": "user"}]}, "input.0"),
+        ({"input": [{"role": "user", "content": 3}]}, "input.0"),
+        ({"input": "hi", "stream": "sometimes"}, "stream"),
+        ({"input": "hi", "custom_inputs": "t1"}, "custom_inputs"),
+        (
+            {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{x"}]},
+            "input.0",
+        ),
+        ({}, "input"),
+    ],
+)
+def test_wrong_types_are_422_naming_the_field(client: httpx.Client, body: dict, field: str) -> None:
+    error = error_of(client.post("/invocations", json=body), 422)
+    assert error["code"] == "invalid_request"
+    assert any(d["field"].startswith(field) for d in error["details"]), error
+
+
+@pytest.mark.parametrize("empty", [[], "", "   "])
+def test_empty_input_is_422(client: httpx.Client, empty: object) -> None:
+    error = error_of(client.post("/responses", json={"input": empty}), 422)
+    assert "input is empty" in error["message"]
+
+
+def test_oversized_body_is_413(database: str, serve) -> None:
+    server = serve(make_settings(database, max_request_bytes=4096))
+    big = {"input": "x" * 10_000, "custom_inputs": {"thread_id": "big"}}
+    with server.client() as client:
+        error = error_of(client.post("/invocations", json=big), 413)
+        assert "MAX_REQUEST_BYTES" in error["message"]
+
+        def chunks():  # no Content-Length: counted while it streams in
+            yield b'{"input": "'
+            for _ in range(10):
+                yield b"y" * 1000
+            yield b'"}'
+
+        chunked = client.post(
+            "/invocations", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert error_of(chunked, 413)["code"] == "request_too_large"
+        # Nothing was written for the refused requests.
+        assert client.get("/api/threads").json()["threads"] == []
+
+
+def test_unknown_thread_is_404_on_get_and_delete(client: httpx.Client) -> None:
+    assert error_of(client.get("/api/threads/nope"), 404)["code"] == "thread_not_found"
+    assert error_of(client.delete("/api/threads/nope"), 404)["code"] == "thread_not_found"
+
+
+def test_bad_cursor_and_limit(client: httpx.Client) -> None:
+    assert error_of(client.get("/api/threads?cursor=garbage!"), 400)["code"] == "invalid_cursor"
+    assert error_of(client.get("/api/threads?limit=0"), 422)["details"][0]["field"] == "query.limit"
+
+
+def test_unknown_route_and_method(client: httpx.Client) -> None:
+    assert error_of(client.get("/nowhere"), 404)["code"] == "not_found"
+    assert error_of(client.get("/invocations"), 405)["code"] == "method_not_allowed"
+
+
+def test_database_outage_is_503_and_recovers(scratch_dir, serve) -> None:
+    embedded = EmbeddedPostgres(scratch_dir / "outage")
+    conninfo = embedded.start()
+    try:
+        server = serve(make_settings(conninfo))
+        with server.client() as client:
+            say(client, "before the outage", "o")
+            embedded.stop()  # the server really goes away
+
+            response = client.post(
+                "/invocations", json={"input": "during", "custom_inputs": {"thread_id": "o"}}
+            )
+            error = error_of(response, 503)
+            assert error["code"] == "database_unavailable"
+            assert "Check that the database is running" in error["message"]
+            assert error_of(client.get("/api/threads"), 503)["code"] == "database_unavailable"
+            health = client.get("/health")
+            assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+            stream = client.post(
+                "/invocations",
+                json={"input": "during", "stream": True, "custom_inputs": {"thread_id": "o"}},
+            )
+            assert stream.status_code == 503  # failed before the stream began: a plain error
+
+            embedded.start()
+            reply = client.post(
+                "/invocations", json={"input": "after", "custom_inputs": {"thread_id": "o"}}
+            )
+            assert reply.status_code == 200, reply.text
+            messages = client.get("/api/threads/o").json()["messages"]
+            assert [m["content"] for m in messages if m["role"] == "user"] == [
+                "before the outage",
+                "after",
+            ]
+    finally:
+        embedded.stop()

@@ -1,0 +1,155 @@
+"""Schema set-up: stock checkpoint tables, chat tables, bookkeeping; safe when run at once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import psycopg
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg import sql
+
+from conftest import ROOT, create_database, make_settings, say
+from lakebase_memory.schema import CHECKPOINT_TABLES, ensure_schema, pending_migrations
+
+COLUMNS = """
+SELECT table_name, column_name, data_type, is_nullable, column_default
+FROM information_schema.columns WHERE table_schema = %s AND table_name = ANY(%s)
+ORDER BY table_name, ordinal_position
+"""
+INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname"
+
+
+def shape(conninfo: str, schema: str = "public") -> tuple[list, list]:
+    with psycopg.connect(conninfo) as conn:
+        columns = conn.execute(COLUMNS, (schema, list(CHECKPOINT_TABLES))).fetchall()
+        indexes = conn.execute(INDEXES, (schema,)).fetchall()
+        versions = conn.execute(
+            sql.SQL("SELECT v FROM {}.checkpoint_migrations ORDER BY v").format(
+                sql.Identifier(schema)
+            )
+        ).fetchall()
+    return columns + versions, [(n, d.replace(f"{schema}.", "")) for n, d in indexes]
+
+
+def test_checkpoint_tables_are_exactly_langgraphs(pg_admin: str) -> None:
+    ours, stock = create_database(pg_admin), create_database(pg_admin)
+    created = asyncio.run(ensure_schema(ours))
+    with PostgresSaver.from_conn_string(stock) as saver:
+        saver.setup()
+    assert shape(ours) == shape(stock)
+    assert any("checkpoint tables" in line for line in created)
+    assert "migration 0001_chat_tables" in created
+
+
+def test_setup_is_idempotent_and_reports_nothing_the_second_time(database: str) -> None:
+    asyncio.run(ensure_schema(database))
+    assert asyncio.run(ensure_schema(database)) == []
+
+    async def pending() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(
+            database, row_factory=psycopg.rows.dict_row
+        ) as conn:
+            return await pending_migrations(conn)
+
+    assert asyncio.run(pending()) == []
+
+
+def test_chat_tables_keep_the_reference_names(database: str) -> None:
+    asyncio.run(ensure_schema(database))
+    with psycopg.connect(database) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('ai_chatbot', 'drizzle') ORDER BY 1, 2"
+        ).fetchall()
+        chat_columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'ai_chatbot' AND table_name = 'Chat'"
+        )}  # fmt: skip
+    assert tables == [
+        ("ai_chatbot", "Chat"), ("ai_chatbot", "Message"), ("ai_chatbot", "Vote"),
+        ("drizzle", "__drizzle_migrations"),
+    ]  # fmt: skip
+    assert {"id", "createdAt", "title", "userId", "visibility", "lastContext"} <= chat_columns
+
+
+CONCURRENT_SETUP = """
+import asyncio, sys
+from lakebase_memory.schema import ensure_schema
+print(len(asyncio.run(ensure_schema(sys.argv[1]))))
+"""
+
+
+def test_many_processes_on_an_empty_database_all_succeed(database: str) -> None:
+    processes = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT_SETUP, database], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]  # fmt: skip
+    results = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, results
+    created_counts = sorted(int(out.strip()) for out, _ in results)
+    assert created_counts[:-1] == [0] * 5 and created_counts[-1] > 0  # exactly one did the work
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM drizzle.__drizzle_migrations").fetchone() == (1,)
+        versions = conn.execute("SELECT count(*), count(DISTINCT v) FROM checkpoint_migrations")
+        total, distinct = versions.fetchone()
+        assert total == distinct == len(PostgresSaver.MIGRATIONS)
+
+
+def test_several_servers_starting_at_once(database: str, serve) -> None:
+    import threading
+
+    servers: list = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            servers.append(serve(make_settings(database)))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(servers) == 4
+    with servers[0].client() as a, servers[3].client() as b:
+        say(a, "from server 0", "shared")
+        assert (
+            'the first was: "from server 0"'
+            in b.post(
+                "/invocations", json={"input": "from 3", "custom_inputs": {"thread_id": "shared"}}
+            ).json()["output"][0]["content"][0]["text"]
+        )
+
+
+def test_custom_checkpoint_schema(database: str, serve) -> None:
+    server = serve(make_settings(database, checkpoint_schema="agent memory"))
+    with server.client() as client:
+        say(client, "in my schema", "cs")
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            'SELECT count(*) FROM "agent memory".checkpoints WHERE thread_id = %s', ("cs",)
+        )
+        assert rows.fetchone()[0] > 0
+        assert conn.execute("SELECT to_regclass('public.checkpoints')").fetchone() == (None,)
+
+
+def test_least_privileged_role_starts_after_an_owner_ran_setup(database: str, serve) -> None:
+    asyncio.run(ensure_schema(database))
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS app_min; CREATE ROLE app_min LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(
+            "GRANT USAGE ON SCHEMA public, ai_chatbot, drizzle TO app_min;"
+            "GRANT SELECT, INSERT, UPDATE, DELETE "
+            "ON ALL TABLES IN SCHEMA public, ai_chatbot, drizzle TO app_min;"
+        )
+    app_conninfo = psycopg.conninfo.make_conninfo(database, user="app_min")
+    server = serve(make_settings(app_conninfo))
+    with server.client() as client:
+        say(client, "no create rights needed", "lp")
+        assert "You have sent 2" in say(client, "again", "lp")["output"][0]["content"][0]["text"]

@@ -1,0 +1,155 @@
+"""`start-app` as a user runs it: a real process on the embedded database, restarts, kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from conftest import answer_text, free_port, say
+
+START_APP = Path(sys.executable).parent / "start-app"
+pytestmark = pytest.mark.slow
+
+
+class App:
+    def __init__(self, cwd: Path, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        foreign = ("DATABASE_", "PG", "DATABRICKS_", "LAKEBASE_")
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
+        environment.update(MODEL_BACKEND="echo", LAKEBASE_MEMORY_DATA_DIR=str(data_dir), **env)
+        self.process = subprocess.Popen(
+            [str(START_APP), "--port", str(self.port)], cwd=cwd, env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.output: list[str] = []
+
+    def wait_ready(self, timeout: float = 60) -> App:
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line and self.process.poll() is not None:
+                raise AssertionError("start-app exited:\n" + "".join(self.output))
+            self.output.append(line)
+            if "is ready at" in line:
+                assert f"http://127.0.0.1:{self.port}/" in line
+                return self
+        raise AssertionError("start-app did not become ready:\n" + "".join(self.output))
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        return self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def logs(self) -> str:
+        assert self.process.stdout is not None
+        return "".join(self.output) + self.process.stdout.read()
+
+
+def postmaster(data_dir: Path) -> psutil.Process | None:
+    pid_file = data_dir / "pgdata" / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    try:
+        return psutil.Process(int(pid_file.read_text().split()[0]))
+    except psutil.NoSuchProcess:
+        return None
+
+
+def test_start_talk_stop_restart(scratch_dir: Path) -> None:
+    data = scratch_dir / "data"
+    app = App(scratch_dir, data).wait_ready()
+    assert any("memory database: embedded PostgreSQL 18" in line and str(data) in line
+               for line in app.output)  # fmt: skip
+    with app.client() as client:
+        say(client, "I live in Lisbon.", "trip")
+        assert 'the first was: "I live in Lisbon."' in answer_text(say(client, "Where?", "trip"))
+    assert app.interrupt() == 0
+    assert postmaster(data) is None  # Ctrl-C stopped the embedded database too
+
+    again = App(scratch_dir, data).wait_ready()
+    with again.client() as client:
+        reply = say(client, "Remind me?", "trip")
+    assert "You have sent 3 messages" in answer_text(reply)
+    assert 'the first was: "I live in Lisbon."' in answer_text(reply)
+    assert again.interrupt() == 0
+
+
+def test_killed_runs_do_not_block_the_next_start(scratch_dir: Path) -> None:
+    data = scratch_dir / "data"
+    app = App(scratch_dir, data).wait_ready()
+    with app.client() as client:
+        say(client, "before the crash", "crash")
+    app.kill()  # kill -9: the database survives it and is reused
+    server = postmaster(data)
+    assert server is not None and server.is_running()
+
+    reused = App(scratch_dir, data).wait_ready()
+    with reused.client() as client:
+        assert "You have sent 2" in answer_text(say(client, "after", "crash"))
+    reused.kill()
+    server = postmaster(data)
+    assert server is not None
+    server.kill()  # now the database dies too, leaving its pid file behind
+    server.wait(10)
+    assert (data / "pgdata" / "postmaster.pid").exists()
+
+    recovered = App(scratch_dir, data).wait_ready()
+    with recovered.client() as client:
+        assert "You have sent 3" in answer_text(say(client, "recovered", "crash"))
+    assert recovered.interrupt() == 0
+
+
+def test_a_stale_pid_now_used_by_another_process(scratch_dir: Path) -> None:
+    data = scratch_dir / "data"
+    first = App(scratch_dir, data).wait_ready()
+    first.interrupt()
+    unrelated = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file = data / "pgdata" / "postmaster.pid"
+        pgdata = data / "pgdata"
+        lines = [str(unrelated.pid), str(pgdata), "1700000000", "5432", str(pgdata), "", "0 0"]
+        pid_file.write_text("\n".join([*lines, "ready", ""]))
+        app = App(scratch_dir, data).wait_ready()
+        assert unrelated.poll() is None  # the unrelated process was left alone
+        assert app.interrupt() == 0
+    finally:
+        unrelated.kill()
+
+
+def test_a_second_start_app_shares_the_database(scratch_dir: Path) -> None:
+    data = scratch_dir / "data"
+    one = App(scratch_dir, data).wait_ready()
+    two = App(scratch_dir, data).wait_ready()
+    with one.client() as a, two.client() as b:
+        say(a, "written by one", "shared")
+        assert 'the first was: "written by one"' in answer_text(say(b, "read by two", "shared"))
+    assert one.interrupt() == 0
+    with two.client() as b:  # the database outlives the first app while the second uses it
+        assert "You have sent 3" in answer_text(say(b, "still here", "shared"))
+    assert two.interrupt() == 0
+    assert postmaster(data) is None
+
+
+def test_on_databricks_apps_without_a_database_it_refuses_to_start(scratch_dir: Path) -> None:
+    app = App(scratch_dir, scratch_dir / "data", DATABRICKS_APP_NAME="my-app")
+    assert app.process.wait(timeout=60) != 0
+    logs = app.logs()
+    assert "LAKEBASE_INSTANCE_NAME environment variable is required but not set." in logs
+    assert "  LAKEBASE_INSTANCE_NAME=<your-lakebase-instance-name>" in logs
+    assert not (scratch_dir / "data").exists()

@@ -1,0 +1,141 @@
+"""The thread API and who may see which thread."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import answer_text, make_settings, say
+
+
+def test_list_is_newest_first_with_titles_and_timestamps(client: httpx.Client) -> None:
+    for name in ("first", "second", "third"):
+        say(client, f"{name} chat " + "long " * 30, name)
+    say(client, "activity moves it up", "first")
+    threads = client.get("/api/threads").json()["threads"]
+    assert [t["id"] for t in threads] == ["first", "third", "second"]
+    assert threads[1]["title"].startswith("third chat long")
+    assert len(threads[1]["title"]) <= 80 and threads[1]["title"].endswith("…")
+    assert (
+        threads[0]["created_at"].endswith("Z")
+        and threads[0]["updated_at"] >= threads[0]["created_at"]
+    )
+
+
+def test_pagination_walks_every_thread_once(client: httpx.Client) -> None:
+    for i in range(7):
+        say(client, f"chat {i}", f"p{i}")
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/threads", params=params).json()
+        seen += [t["id"] for t in page["threads"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == [f"p{i}" for i in reversed(range(7))]
+
+
+def test_get_returns_messages_and_delete_erases_memory(client: httpx.Client) -> None:
+    answer = answer_text(say(client, "keep this", "del"))
+    thread = client.get("/api/threads/del").json()
+    assert thread["title"] == "keep this"
+    assert [(m["role"], m["content"]) for m in thread["messages"]] == [
+        ("user", "keep this"), ("assistant", answer)
+    ]  # fmt: skip
+    assert client.delete("/api/threads/del").status_code == 204
+    assert client.get("/api/threads/del").status_code == 404
+    assert "del" not in [t["id"] for t in client.get("/api/threads").json()["threads"]]
+    # The same id starts a fresh conversation: the checkpoints went with the chat.
+    assert "You have sent 1 message" in answer_text(say(client, "new start", "del"))
+
+
+def test_delete_removes_every_checkpoint_row(client: httpx.Client, database: str) -> None:
+    import psycopg
+
+    say(client, "a", "rows")
+    say(client, "b", "rows")
+    client.delete("/api/threads/rows")
+    with psycopg.connect(database) as conn:
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            count = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE thread_id = 'rows'"
+            ).fetchone()
+            assert count == (0,), table
+        chats = conn.execute("""SELECT count(*) FROM ai_chatbot."Chat" WHERE "threadId" = 'rows'""")
+        assert chats.fetchone() == (0,)
+
+
+def test_uuid_thread_is_its_chat_id(client: httpx.Client) -> None:
+    thread_id = "0196f1d2-8c1e-7a5b-9f00-1234567890ab"
+    say(client, "uuid", thread_id)
+    listed = client.get("/api/threads").json()["threads"][0]
+    assert listed["id"] == listed["chat_id"] == thread_id
+
+
+@pytest.fixture
+def trusted(database: str, serve):
+    return serve(make_settings(database, trust_forwarded_identity=True))
+
+
+def as_user(email: str) -> dict[str, str]:
+    return {"X-Forwarded-Email": email}
+
+
+def test_users_see_only_their_own_threads(trusted) -> None:
+    with (
+        trusted.client(headers=as_user("ada@example.com")) as ada,
+        trusted.client(headers=as_user("bob@example.com")) as bob,
+    ):
+        say(ada, "ada's secret", "ada-thread")
+        say(bob, "bob's note", "bob-thread")
+        assert [t["id"] for t in ada.get("/api/threads").json()["threads"]] == ["ada-thread"]
+        assert [t["id"] for t in bob.get("/api/threads").json()["threads"]] == ["bob-thread"]
+        assert bob.get("/api/threads/ada-thread").status_code == 404
+        assert bob.delete("/api/threads/ada-thread").status_code == 404
+        stolen = bob.post(
+            "/invocations", json={"input": "hi", "custom_inputs": {"thread_id": "ada-thread"}}
+        )
+        assert stolen.status_code == 404
+        assert stolen.json()["error"]["code"] == "thread_not_found"
+        streamed = bob.post(
+            "/invocations",
+            json={"input": "hi", "stream": True, "custom_inputs": {"thread_id": "ada-thread"}},
+        )
+        assert streamed.status_code == 404
+        # Ada's thread is untouched by Bob's attempts.
+        assert len(ada.get("/api/threads/ada-thread").json()["messages"]) == 2
+
+
+def test_forwarded_user_header_is_used_when_email_is_absent(trusted) -> None:
+    with trusted.client(headers={"X-Forwarded-User": "sp-1234"}) as sp:
+        say(sp, "from a service principal", "sp-thread")
+        assert sp.get("/api/threads/sp-thread").status_code == 200
+
+
+def test_trusted_mode_without_identity_is_401(trusted) -> None:
+    with trusted.client() as anonymous:
+        response = anonymous.get("/api/threads")
+    assert response.status_code == 401
+    assert "X-Forwarded-Email" in response.json()["error"]["message"]
+
+
+def test_forwarded_headers_are_ignored_locally(client: httpx.Client) -> None:
+    say(
+        client,
+        "mine",
+        "local-thread",
+    )
+    spoofed = client.get("/api/threads", headers=as_user("someone@else.com")).json()["threads"]
+    # Locally every caller is the one local user: a header cannot switch identity.
+    assert [t["id"] for t in spoofed] == ["local-thread"]
+
+
+def test_databricks_app_trusts_forwarded_identity_by_default(database: str) -> None:
+    settings = make_settings(database, databricks_app_name="my-app")
+    assert settings.trusts_forwarded_identity
+    assert not make_settings(database).trusts_forwarded_identity
