@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,6 +20,7 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 
 # LangGraph's saver needs autocommit and dict rows on every connection it is given.
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+APPLICATION_NAME = "lakebase-memory"  # how the pool's sessions show in pg_stat_activity
 
 
 async def check_login(conninfo: str) -> str:
@@ -42,6 +44,8 @@ async def open_pool(conninfo: str, settings: Settings, *, search_path: str) -> P
         if search_path != "public":
             await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(search_path)))
 
+    if "application_name" not in conninfo_to_dict(conninfo):
+        conninfo = make_conninfo(conninfo, application_name=APPLICATION_NAME)
     pool: Pool = AsyncConnectionPool(
         conninfo,
         kwargs=CONNECTION_KWARGS,
