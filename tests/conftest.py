@@ -112,7 +112,8 @@ class LiveServer:
         self.thread.join(timeout=30)
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -153,3 +153,16 @@ def test_least_privileged_role_starts_after_an_owner_ran_setup(database: str, se
     with server.client() as client:
         say(client, "no create rights needed", "lp")
         assert "You have sent 2" in say(client, "again", "lp")["output"][0]["content"][0]["text"]
+
+
+def test_a_role_that_may_not_create_the_tables_is_told_what_to_do(database: str) -> None:
+    import pytest
+
+    from lakebase_memory.errors import SchemaSetupError
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS app_nocreate; CREATE ROLE app_nocreate LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    role = psycopg.conninfo.make_conninfo(database, user="app_nocreate")
+    with pytest.raises(SchemaSetupError, match="Run `lakebase-memory setup` as the database owner"):
+        asyncio.run(ensure_schema(role))

@@ -153,3 +153,11 @@ def test_on_databricks_apps_without_a_database_it_refuses_to_start(scratch_dir: 
     assert "LAKEBASE_INSTANCE_NAME environment variable is required but not set." in logs
     assert "  LAKEBASE_INSTANCE_NAME=<your-lakebase-instance-name>" in logs
     assert not (scratch_dir / "data").exists()
+
+
+def test_a_start_up_failure_is_one_clear_line(scratch_dir: Path) -> None:
+    app = App(scratch_dir, scratch_dir / "data", DATABASE_URL="postgresql://nobody@127.0.0.1:1/x")
+    assert app.process.wait(timeout=60) == 1
+    logs = app.logs()
+    assert "error: Cannot log in to PostgreSQL" in logs
+    assert "Traceback" not in logs and "is ready at" not in logs

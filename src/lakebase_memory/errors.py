@@ -21,3 +21,7 @@ class EmbeddedDatabaseError(DatabaseUnavailableError):
 
 class ModelError(LakebaseMemoryError):
     """The model backend failed to produce an answer."""
+
+
+class SchemaSetupError(LakebaseMemoryError):
+    """The app's tables could not be created or upgraded."""

@@ -7,26 +7,43 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
-from lakebase_memory.config import load_settings
+from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.errors import LakebaseMemoryError
 from lakebase_memory.server import create_app
+from lakebase_memory.server.runtime import AppRuntime
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
 class _Server(uvicorn.Server):
-    """Prints the URL once the socket really accepts connections."""
+    """Opens the runtime before serving, so a start-up failure is one clear line, not a
+    traceback, and prints the URL once the socket really accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, settings: Settings, url: str) -> None:
         super().__init__(config)
+        self._app = app
+        self._settings = settings
         self._url = url
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        try:
+            self._app.state.runtime = await AppRuntime.start(self._settings)
+        except LakebaseMemoryError as error:
+            typer.echo(f"error: {error}", err=True)
+            self.should_exit = True  # uvicorn then returns without serving
+            return
         await super().startup(sockets)
         if self.started:
             typer.echo(f"lakebase-memory is ready at {self._url}  (Ctrl-C stops it)")
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        await super().shutdown(sockets)
+        runtime: AppRuntime | None = getattr(self._app.state, "runtime", None)
+        if runtime is not None:
+            await runtime.close()
 
 
 def start(
@@ -43,14 +60,10 @@ def start(
         port = port or settings.databricks_app_port or DEFAULT_PORT
     host = host or LOCAL_HOST
     port = port or DEFAULT_PORT
-    try:
-        app = create_app(settings)
-    except LakebaseMemoryError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+    app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower())
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    server = _Server(config, f"http://{shown_host}:{port}/")
+    server = _Server(config, app, settings, f"http://{shown_host}:{port}/")
     try:
         server.run()
     except KeyboardInterrupt:
@@ -58,8 +71,7 @@ def start(
         # database) has closed by then, so this is a clean stop.
         typer.echo("lakebase-memory stopped")
     if not server.started:
-        # The lifespan failed (its error is already logged): say so in the exit status.
-        raise typer.Exit(1)
+        raise typer.Exit(1)  # start-up failed; the reason is printed above
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from lakebase_memory.database.pool import CONNECTION_KWARGS
-from lakebase_memory.errors import DatabaseUnavailableError
+from lakebase_memory.errors import DatabaseUnavailableError, SchemaSetupError
 from lakebase_memory.schema.app_migrations import (
     BOOKKEEPING_SCHEMA,
     BOOKKEEPING_TABLE,
@@ -58,8 +58,17 @@ async def ensure_schema(conninfo: str, checkpoint_schema: str = "public") -> lis
             done += await _ensure_schema_exists(conn, CHAT_SCHEMA)
             done += await _migrate_app(conn)
             return done
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise SchemaSetupError(
+                f"The app's tables are missing or outdated and role '{conn.info.user}' may not "
+                f"create them ({error}). Run `lakebase-memory setup` as the database owner, "
+                "or grant this role CREATE on the schemas."
+            ) from error
+        except psycopg.Error as error:
+            raise SchemaSetupError(f"Setting up the app's tables failed: {error}") from error
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+            if not conn.closed:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
 
 
 async def pending_migrations(conn: Connection, checkpoint_schema: str = "public") -> list[str]:

@@ -26,6 +26,9 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "runtime", None) is not None:
+            yield  # opened and closed by start-app's server, around the ASGI lifespan
+            return
         runtime = await AppRuntime.start(settings, model=model)
         app.state.runtime = runtime
         try:
