@@ -20,14 +20,14 @@ pytestmark = pytest.mark.slow
 
 
 class App:
-    def __init__(self, cwd: Path, data_dir: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, cwd: Path, data_dir: Path, *, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         foreign = ("DATABASE_", "PG", "DATABRICKS_", "LAKEBASE_")
         environment = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
         environment.update(MODEL_BACKEND="echo", LAKEBASE_MEMORY_DATA_DIR=str(data_dir), **env)
         self.process = subprocess.Popen(
-            [str(START_APP), "--port", str(self.port)], cwd=cwd, env=environment,
+            [str(START_APP), *([] if port else ["--port", str(self.port)])], cwd=cwd, env=environment,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self.output: list[str] = []
@@ -161,3 +161,17 @@ def test_a_start_up_failure_is_one_clear_line(scratch_dir: Path) -> None:
     logs = app.logs()
     assert "error: Cannot log in to PostgreSQL" in logs
     assert "Traceback" not in logs and "is ready at" not in logs
+
+
+def test_on_databricks_apps_it_binds_the_app_port_on_all_interfaces(
+    scratch_dir: Path, database: str
+) -> None:
+    port = free_port()
+    app = App(scratch_dir, scratch_dir / "data", port=port, DATABRICKS_APP_NAME="my-app",
+              DATABRICKS_APP_PORT=str(port), DATABASE_URL=database).wait_ready()  # fmt: skip
+    listening = [c.laddr for c in psutil.Process(app.process.pid).net_connections()
+                 if c.status == psutil.CONN_LISTEN]  # fmt: skip
+    assert [(a.ip, a.port) for a in listening] == [("0.0.0.0", port)]
+    with app.client() as client:
+        assert client.get("/health").json() == {"status": "healthy"}
+    assert app.interrupt() == 0

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
         description="Which model answers: local | openai | databricks | echo.",
     )
     system_prompt: str = Field(
-        "You are a helpful assistant. Answer briefly and remember what the user told you "
-        "earlier in this conversation.",
+        # Short and plain: the default local model has 135 M parameters.
+        "You are a helpful assistant. Use the conversation history to answer.",
         description="System prompt placed before every conversation.",
     )
     openai_base_url: str | None = Field(None, description="OpenAI-compatible API base URL.")

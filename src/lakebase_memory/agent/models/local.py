@@ -88,6 +88,7 @@ class LocalChatModel(BaseChatModel):
                 messages=prompt,
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
+                repeat_penalty=1.15,  # small models loop without it
                 stop=stop,
                 stream=True,
             ):
