@@ -26,8 +26,9 @@ class App:
         foreign = ("DATABASE_", "PG", "DATABRICKS_", "LAKEBASE_")
         environment = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
         environment.update(MODEL_BACKEND="echo", LAKEBASE_MEMORY_DATA_DIR=str(data_dir), **env)
+        arguments = [] if port else ["--port", str(self.port)]
         self.process = subprocess.Popen(
-            [str(START_APP), *([] if port else ["--port", str(self.port)])], cwd=cwd, env=environment,
+            [str(START_APP), *arguments], cwd=cwd, env=environment,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self.output: list[str] = []
