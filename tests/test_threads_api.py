@@ -139,3 +139,65 @@ def test_databricks_app_trusts_forwarded_identity_by_default(database: str) -> N
     settings = make_settings(database, databricks_app_name="my-app")
     assert settings.trusts_forwarded_identity
     assert not make_settings(database).trusts_forwarded_identity
+
+
+def test_rename(client: httpx.Client) -> None:
+    say(client, "original title", "ren")
+    renamed = client.patch("/api/threads/ren", json={"title": "  A   better title "})
+    assert renamed.status_code == 200 and renamed.json()["title"] == "A better title"
+    assert client.get("/api/threads").json()["threads"][0]["title"] == "A better title"
+    blank = client.patch("/api/threads/ren", json={"title": "   "})
+    assert blank.status_code == 422 and "title is empty" in blank.json()["error"]["message"]
+    too_long = client.patch("/api/threads/ren", json={"title": "x" * 201})
+    assert too_long.status_code == 422
+    assert client.patch("/api/threads/nope", json={"title": "t"}).status_code == 404
+
+
+def test_chat_messages_mirror_the_thread(client: httpx.Client, database: str) -> None:
+    import psycopg
+
+    say(client, "hello there", "mirror")
+    say(client, "second", "mirror")
+    api_messages = client.get("/api/threads/mirror").json()["messages"]
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            'SELECT m.id::text, m.role, m.parts FROM ai_chatbot."Message" m '
+            'JOIN ai_chatbot."Chat" c ON c.id = m."chatId" WHERE c."threadId" = %s '
+            'ORDER BY m."createdAt"',
+            ("mirror",),
+        ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(m["id"], m["role"]) for m in api_messages]
+    assert rows[0][2] == [{"type": "text", "text": "hello there"}]
+    client.delete("/api/threads/mirror")
+    with psycopg.connect(database) as conn:
+        assert conn.execute('SELECT count(*) FROM ai_chatbot."Message"').fetchone() == (0,)
+
+
+def test_votes(client: httpx.Client) -> None:
+    say(client, "vote on this", "votes")
+    answer = client.get("/api/threads/votes").json()["messages"][1]
+    assert answer["role"] == "assistant" and answer["vote"] is None
+    path = f"/api/threads/votes/messages/{answer['id']}/vote"
+    assert client.put(path, json={"up": True}).status_code == 204
+    assert client.get("/api/threads/votes").json()["messages"][1]["vote"] is True
+    assert client.put(path, json={"up": False}).status_code == 204
+    assert client.get("/api/threads/votes").json()["messages"][1]["vote"] is False
+    assert client.delete(path).status_code == 204
+    assert client.get("/api/threads/votes").json()["messages"][1]["vote"] is None
+    unknown = client.put("/api/threads/votes/messages/not-a-uuid/vote", json={"up": True})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "message_not_found"
+    assert client.put(path, json={"up": "maybe"}).status_code == 422
+
+
+def test_votes_and_renames_are_per_user(trusted) -> None:
+    with (
+        trusted.client(headers=as_user("ada@example.com")) as ada,
+        trusted.client(headers=as_user("bob@example.com")) as bob,
+    ):
+        say(ada, "ada's", "private")
+        answer_id = ada.get("/api/threads/private").json()["messages"][1]["id"]
+        path = f"/api/threads/private/messages/{answer_id}/vote"
+        assert bob.put(path, json={"up": False}).status_code == 404
+        assert bob.patch("/api/threads/private", json={"title": "mine now"}).status_code == 404
+        assert ada.get("/api/threads/private").json()["title"] == "ada's"
+        assert ada.get("/api/me").json() == {"user": "ada@example.com"}

@@ -1,5 +1,11 @@
 """Conversation memory: the checkpointer, the thread catalogue, history de-duplication."""
 
+from lakebase_memory.memory.chat_messages import (
+    ROLES,
+    ChatMessages,
+    MessageNotFoundError,
+    message_uuid,
+)
 from lakebase_memory.memory.checkpointer import make_checkpointer
 from lakebase_memory.memory.history import message_text, new_messages
 from lakebase_memory.memory.threads import (
@@ -13,7 +19,10 @@ from lakebase_memory.memory.threads import (
 )
 
 __all__ = [
+    "ROLES",
+    "ChatMessages",
     "InvalidCursorError",
+    "MessageNotFoundError",
     "ThreadCatalogue",
     "ThreadNotFoundError",
     "ThreadPage",
@@ -21,6 +30,7 @@ __all__ = [
     "chat_id_for",
     "make_checkpointer",
     "message_text",
+    "message_uuid",
     "new_messages",
     "title_from",
 ]

@@ -87,7 +87,7 @@ class ThreadCatalogue:
 
     async def claim(self, thread_id: str, user_id: str, first_text: str) -> ThreadSummary:
         """Create the thread for `user_id`, or mark activity on it; someone else's is not found."""
-        now = _now()
+        now = utc_now()
         query = sql.SQL(
             'INSERT INTO {chat} (id, "threadId", title, "userId", "createdAt", "updatedAt") '
             "VALUES (%s, %s, %s, %s, %s, %s) "
@@ -116,12 +116,15 @@ class ThreadCatalogue:
             raise ThreadNotFoundError(thread_id)
         return _summary(row)
 
-    async def owner_of(self, thread_id: str) -> str | None:
-        query = sql.SQL('SELECT "userId" FROM {chat} WHERE "threadId" = %s').format(chat=_CHAT)
+    async def rename(self, thread_id: str, user_id: str, title: str) -> ThreadSummary:
+        query = sql.SQL(
+            'UPDATE {chat} SET title = %s WHERE "threadId" = %s AND "userId" = %s RETURNING {cols}'
+        ).format(chat=_CHAT, cols=_COLUMNS)
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(query, (thread_id,))
-            row = await cursor.fetchone()
-        return None if row is None else str(row["userId"])
+            row = await (await conn.execute(query, (title, thread_id, user_id))).fetchone()
+        if row is None:
+            raise ThreadNotFoundError(thread_id)
+        return _summary(row)
 
     async def list(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> ThreadPage:
         """The user's threads, most recently active first, `limit` at a time."""
@@ -171,7 +174,7 @@ def _summary(row: dict[str, object]) -> ThreadSummary:
     )
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     # The reference's columns are `timestamp` without time zone, holding UTC.
     return datetime.now(UTC).replace(tzinfo=None)
 

@@ -16,6 +16,7 @@ from lakebase_memory.server import responses_api, threads_api
 from lakebase_memory.server.errors import api_error_for, error_body, install_error_handlers
 from lakebase_memory.server.limits import BodySizeLimit
 from lakebase_memory.server.runtime import AppRuntime
+from lakebase_memory.ui import mount_ui
 
 AGENT_NAME = "lakebase-memory"
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(responses_api.router)
     app.include_router(threads_api.router)
+    mount_ui(app)
 
     @app.get("/health", summary="Liveness, and whether the memory database answers")
     async def health(request: Request) -> Any:

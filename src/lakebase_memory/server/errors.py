@@ -21,14 +21,15 @@ from lakebase_memory.errors import (
     LakebaseMemoryError,
     ModelError,
 )
+from lakebase_memory.memory.chat_messages import MessageNotFoundError
 from lakebase_memory.memory.threads import InvalidCursorError, ThreadNotFoundError
 from lakebase_memory.server.protocol import INPUT_ITEM_TAGS
 
 logger = logging.getLogger(__name__)
 
 DATABASE_HINT = (
-    "Check that the database is running and reachable ({target}); `lakebase-memory doctor` "
-    "checks the configuration."
+    "Check that the database is running and reachable ({target}); `lakebase-memory config` "
+    "shows the configuration in use."
 )
 
 
@@ -47,6 +48,7 @@ KNOWN_ERRORS = (
     ApiError,
     ThreadNotFoundError,
     InvalidCursorError,
+    MessageNotFoundError,
     psycopg.OperationalError,
     PoolTimeout,
     LakebaseMemoryError,
@@ -66,6 +68,8 @@ def api_error_for(error: BaseException, target: str) -> ApiError:
         return error
     if isinstance(error, ThreadNotFoundError):
         return ApiError(404, "thread_not_found", str(error))
+    if isinstance(error, MessageNotFoundError):
+        return ApiError(404, "message_not_found", str(error))
     if isinstance(error, InvalidCursorError):
         return ApiError(400, "invalid_cursor", str(error))
     if isinstance(error, (psycopg.OperationalError, PoolTimeout, DatabaseUnavailableError)):

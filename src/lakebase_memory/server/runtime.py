@@ -13,7 +13,7 @@ from langgraph.graph.state import CompiledStateGraph
 from lakebase_memory.agent import build_graph, build_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
-from lakebase_memory.memory import ThreadCatalogue, make_checkpointer
+from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
 from lakebase_memory.schema import ensure_schema
 
 logger = logging.getLogger("lakebase_memory")
@@ -28,6 +28,7 @@ class AppRuntime:
     checkpointer: AsyncPostgresSaver
     graph: CompiledStateGraph
     threads: ThreadCatalogue
+    messages: ChatMessages
     model_name: str
 
     @classmethod
@@ -53,6 +54,7 @@ class AppRuntime:
                 checkpointer=checkpointer,
                 graph=build_graph(model, settings.system_prompt, checkpointer),
                 threads=ThreadCatalogue(pool, settings.checkpoint_schema),
+                messages=ChatMessages(pool),
                 model_name=getattr(model, "_llm_type", type(model).__name__),
             )
         except BaseException:

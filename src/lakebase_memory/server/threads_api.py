@@ -1,4 +1,4 @@
-"""The caller's threads: list, read, delete."""
+"""The caller's threads: list, read, rename, delete, and votes on answers."""
 
 from __future__ import annotations
 
@@ -6,14 +6,29 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from pydantic import BaseModel, Field, field_validator
 
-from lakebase_memory.memory.history import message_text
+from lakebase_memory.memory import ROLES, message_text, message_uuid
 from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.responses_api import runtime_of
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
 
-_ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+
+class RenameRequest(BaseModel):
+    title: str = Field(max_length=200)
+
+    @field_validator("title")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        title = " ".join(value.split())
+        if not title:
+            raise ValueError("title is empty")
+        return title
+
+
+class VoteRequest(BaseModel):
+    up: bool = Field(description="true for thumbs up, false for thumbs down")
 
 
 @router.get("", summary="The caller's threads, most recently active first")
@@ -29,13 +44,41 @@ async def list_threads(
     return {"threads": [t.to_json() for t in page.threads], "next_cursor": page.next_cursor}
 
 
+@router.put(
+    "/{thread_id:path}/messages/{message_id}/vote", status_code=204, summary="Vote on an answer"
+)
+async def vote(request: Request, thread_id: str, message_id: str, body: VoteRequest) -> Response:
+    runtime = runtime_of(request)
+    user = caller_id(request, runtime.settings)
+    await runtime.messages.vote(thread_id, user, message_id, body.up)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/{thread_id:path}/messages/{message_id}/vote", status_code=204, summary="Withdraw a vote"
+)
+async def unvote(request: Request, thread_id: str, message_id: str) -> Response:
+    runtime = runtime_of(request)
+    user = caller_id(request, runtime.settings)
+    await runtime.messages.vote(thread_id, user, message_id, None)
+    return Response(status_code=204)
+
+
 @router.get("/{thread_id:path}", summary="One thread with its messages")
 async def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
     runtime = runtime_of(request)
     summary = await runtime.threads.get(thread_id, caller_id(request, runtime.settings))
     state = await runtime.graph.aget_state({"configurable": {"thread_id": thread_id}})
     messages = state.values.get("messages", []) if state.values else []
-    return {**summary.to_json(), "messages": [_message_json(m) for m in messages]}
+    votes = await runtime.messages.votes(thread_id)
+    return {**summary.to_json(), "messages": [_message_json(m, votes) for m in messages]}
+
+
+@router.patch("/{thread_id:path}", summary="Rename a thread")
+async def rename_thread(request: Request, thread_id: str, body: RenameRequest) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    user = caller_id(request, runtime.settings)
+    return (await runtime.threads.rename(thread_id, user, body.title)).to_json()
 
 
 @router.delete("/{thread_id:path}", status_code=204, summary="Delete a thread and its memory")
@@ -45,11 +88,13 @@ async def delete_thread(request: Request, thread_id: str) -> Response:
     return Response(status_code=204)
 
 
-def _message_json(message: BaseMessage) -> dict[str, Any]:
+def _message_json(message: BaseMessage, votes: dict[str, bool]) -> dict[str, Any]:
+    message_id = str(message_uuid(message))
     data: dict[str, Any] = {
-        "id": message.id,
-        "role": _ROLES.get(message.type, message.type),
+        "id": message_id,
+        "role": ROLES.get(message.type, message.type),
         "content": message_text(message),
+        "vote": votes.get(message_id),
     }
     if isinstance(message, AIMessage) and message.tool_calls:
         data["tool_calls"] = [

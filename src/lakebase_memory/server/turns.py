@@ -5,6 +5,8 @@ Streaming and non-streaming requests share this path; the latter keeps the final
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,8 @@ from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.events import Event, ResponseEvents
 from lakebase_memory.server.protocol import ResponsesRequest
 from lakebase_memory.server.runtime import AppRuntime
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +39,8 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     state = await runtime.graph.aget_state(config)
     stored: list[BaseMessage] = state.values.get("messages", []) if state.values else []
     fresh = new_messages(stored, incoming)
+    for message in fresh:
+        message.id = message.id or str(uuid.uuid4())
     if not fresh and (not stored or isinstance(stored[-1], AIMessage)):
         raise ApiError(
             422,
@@ -50,18 +56,30 @@ async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Eve
     events = ResponseEvents(turn.thread_id)
     for event in events.started():
         yield event
-    async for mode, payload in runtime.graph.astream(
-        turn.graph_input, turn.config, stream_mode=["messages", "updates"]
-    ):
-        if mode == "messages":
-            chunk, _metadata = payload
-            if isinstance(chunk, AIMessageChunk) and message_text(chunk):
-                for event in events.text_delta(chunk.id, message_text(chunk)):
-                    yield event
-        else:
-            for update in payload.values():
-                for message in (update or {}).get("messages", []):
-                    for event in events.final_message(message):
+    try:
+        async for mode, payload in runtime.graph.astream(
+            turn.graph_input, turn.config, stream_mode=["messages", "updates"]
+        ):
+            if mode == "messages":
+                chunk, _metadata = payload
+                if isinstance(chunk, AIMessageChunk) and message_text(chunk):
+                    for event in events.text_delta(chunk.id, message_text(chunk)):
                         yield event
+            else:
+                for update in payload.values():
+                    for message in (update or {}).get("messages", []):
+                        for event in events.final_message(message):
+                            yield event
+    finally:
+        # Also after a failure: the user's message may be saved without an answer.
+        await _sync_chat_messages(runtime, turn)
     for event in events.completed():
         yield event
+
+
+async def _sync_chat_messages(runtime: AppRuntime, turn: PreparedTurn) -> None:
+    try:
+        state = await runtime.graph.aget_state(turn.config)
+        await runtime.messages.sync(turn.thread_id, state.values.get("messages", []))
+    except Exception as error:  # the turn's own outcome matters more; the next turn catches up
+        logger.warning("could not copy thread %s to the chat messages: %s", turn.thread_id, error)

@@ -1,0 +1,141 @@
+"""The chat's `"Message"` rows and `"Vote"`s: the reference UI's tables, kept in step with
+the agent's thread.
+
+The thread's checkpoints are the truth; after every turn the messages the `"Message"` table
+does not have yet are added, with ids derived from the agent's message ids, so a vote and
+the thread API refer to the same message. Re-running the sync adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from psycopg import sql
+
+from lakebase_memory.database.pool import Pool
+from lakebase_memory.memory.history import message_text
+from lakebase_memory.memory.threads import ThreadNotFoundError, chat_id_for, utc_now
+
+_MESSAGE_ID_NAMESPACE = uuid.UUID("3b0f7c1e-5a1d-4c7b-8e2f-9d6a4b1c0e21")
+_MESSAGE = sql.Identifier("ai_chatbot", "Message")
+_VOTE = sql.Identifier("ai_chatbot", "Vote")
+_CHAT = sql.Identifier("ai_chatbot", "Chat")
+ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+
+
+class MessageNotFoundError(LookupError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"No message '{message_id}' in this thread.")
+
+
+def message_uuid(message: BaseMessage) -> uuid.UUID:
+    """The `"Message".id` of an agent message: its own id when that is a UUID."""
+    raw = message.id or ""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return uuid.uuid5(_MESSAGE_ID_NAMESPACE, raw)
+
+
+def message_parts(message: BaseMessage) -> list[dict[str, object]]:
+    parts: list[dict[str, object]] = []
+    text = message_text(message)
+    if text:
+        parts.append({"type": "text", "text": text})
+    if isinstance(message, AIMessage):
+        parts += [
+            {"type": "tool-call", "toolCallId": c["id"], "toolName": c["name"], "args": c["args"]}
+            for c in message.tool_calls
+        ]
+    if isinstance(message, ToolMessage):
+        parts.append({"type": "tool-result", "toolCallId": message.tool_call_id})
+    return parts
+
+
+class ChatMessages:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def sync(self, thread_id: str, messages: Sequence[BaseMessage]) -> int:
+        """Add the thread's messages the chat does not have yet; returns how many."""
+        chat_id = chat_id_for(thread_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                sql.SQL('SELECT id FROM {} WHERE "chatId" = %s').format(_MESSAGE), (chat_id,)
+            )
+            present = {row["id"] for row in await cursor.fetchall()}
+            missing = [m for m in messages if m.id and message_uuid(m) not in present]
+            if not missing:
+                return 0
+            now = utc_now()
+            rows = [
+                (message_uuid(m), chat_id, ROLES.get(m.type, m.type), json.dumps(message_parts(m)),
+                 "[]", now + timedelta(microseconds=i))
+                for i, m in enumerate(missing)
+            ]  # fmt: skip
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    sql.SQL(
+                        'INSERT INTO {} (id, "chatId", role, parts, attachments, "createdAt") '
+                        "SELECT %s, %s, %s, %s, %s, %s "
+                        "WHERE EXISTS (SELECT 1 FROM {} WHERE id = %s) "
+                        "ON CONFLICT (id) DO NOTHING"
+                    ).format(_MESSAGE, _CHAT),
+                    [(*row, chat_id) for row in rows],
+                )
+            return len(missing)
+
+    async def votes(self, thread_id: str) -> dict[str, bool]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                sql.SQL('SELECT "messageId", "isUpvoted" FROM {} WHERE "chatId" = %s').format(
+                    _VOTE
+                ),
+                (chat_id_for(thread_id),),
+            )
+            return {
+                str(row["messageId"]): bool(row["isUpvoted"]) for row in await cursor.fetchall()
+            }
+
+    async def vote(self, thread_id: str, user_id: str, message_id: str, up: bool | None) -> None:
+        """Thumbs up (True), down (False) or neither (None) on one of the user's messages."""
+        chat_id = chat_id_for(thread_id)
+        try:
+            target = uuid.UUID(message_id)
+        except ValueError as error:
+            raise MessageNotFoundError(message_id) from error
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                sql.SQL(
+                    'SELECT m.id FROM {m} m JOIN {c} c ON c.id = m."chatId" '
+                    'WHERE m.id = %s AND c.id = %s AND c."userId" = %s'
+                ).format(m=_MESSAGE, c=_CHAT),
+                (target, chat_id, user_id),
+            )
+            if await cursor.fetchone() is None:
+                owner = await conn.execute(
+                    sql.SQL('SELECT 1 FROM {} WHERE id = %s AND "userId" = %s').format(_CHAT),
+                    (chat_id, user_id),
+                )
+                if await owner.fetchone() is None:
+                    raise ThreadNotFoundError(thread_id)
+                raise MessageNotFoundError(message_id)
+            if up is None:
+                await conn.execute(
+                    sql.SQL('DELETE FROM {} WHERE "chatId" = %s AND "messageId" = %s').format(
+                        _VOTE
+                    ),
+                    (chat_id, target),
+                )
+            else:
+                await conn.execute(
+                    sql.SQL(
+                        'INSERT INTO {} ("chatId", "messageId", "isUpvoted") VALUES (%s, %s, %s) '
+                        'ON CONFLICT ("chatId", "messageId") DO UPDATE SET "isUpvoted" = %s'
+                    ).format(_VOTE),
+                    (chat_id, target, up, up),
+                )

@@ -1,0 +1,40 @@
+"""The web chat UI: static files served by the app itself (no CDN, no Node at run time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from lakebase_memory.server.identity import caller_id
+
+STATIC = Path(__file__).parent / "static"
+
+# The page loads only its own files; even if sanitising failed, an injected inline script,
+# event handler or foreign resource would not run.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+)
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(
+        STATIC / "index.html",
+        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/api/me", summary="Who the server thinks the caller is")
+async def me(request: Request) -> dict[str, str]:
+    return {"user": caller_id(request, request.app.state.runtime.settings)}
+
+
+def mount_ui(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

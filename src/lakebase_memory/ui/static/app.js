@@ -1,0 +1,369 @@
+// The chat UI: a sidebar of the user's threads and one conversation, streamed over SSE.
+// Everything lives on the server (PostgreSQL); the page keeps only the selected thread id,
+// in the URL hash, so a reload or a server restart shows the same conversation.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { threadId: null, threads: [], nextCursor: null, busy: false };
+
+// --- helpers -----------------------------------------------------------------------------
+
+// Icons are drawn inline (no icon font or emoji font needed on the machine).
+const ICONS = {
+  pencil: "M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4",
+  trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6",
+  up: "M7 11v9H4v-9h3zm0 0 4-8c1.5 0 2.5 1 2.5 2.5V9h5a2 2 0 0 1 2 2.3l-1.2 7A2 2 0 0 1 17.3 20H7",
+  down: "M17 13V4h3v9h-3zm0 0-4 8c-1.5 0-2.5-1-2.5-2.5V15h-5a2 2 0 0 1-2-2.3l1.2-7A2 2 0 0 1 6.7 4H17",
+};
+function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// Model and user text may contain HTML: render markdown, then sanitize (no scripts, no
+// event handlers, no javascript: links), then make links open safely in a new tab.
+DOMPurify.addHook?.("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
+function renderMarkdown(target, text) {
+  const html = marked.parse(text, { gfm: true, breaks: true });
+  target.innerHTML = DOMPurify.sanitize(html, { FORBID_TAGS: ["style", "form", "input"] });
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { "content-type": "application/json", ...(options.headers || {}) },
+  });
+  if (!response.ok) throw await errorFrom(response);
+  return response.status === 204 ? null : response.json();
+}
+
+async function errorFrom(response) {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body && body.error) message = body.error.message || message;
+  } catch (_) { /* not JSON */ }
+  const error = new Error(message);
+  error.status = response.status;
+  return error;
+}
+
+function threadPath(id) {
+  return `/api/threads/${encodeURIComponent(id)}`;
+}
+
+// --- sidebar -----------------------------------------------------------------------------
+
+async function loadThreads(append = false) {
+  const banner = $("chat-error");
+  try {
+    const params = new URLSearchParams({ limit: "30" });
+    if (append && state.nextCursor) params.set("cursor", state.nextCursor);
+    const page = await api(`/api/threads?${params}`);
+    state.threads = append ? state.threads.concat(page.threads) : page.threads;
+    state.nextCursor = page.next_cursor;
+    banner.hidden = true;
+  } catch (error) {
+    banner.replaceChildren(
+      el("span", { text: `Couldn't load your chats: ${error.message}` }),
+      el("button", { type: "button", text: "Retry", onclick: () => loadThreads() }),
+    );
+    banner.hidden = false;
+  }
+  renderThreads();
+}
+
+function renderThreads() {
+  const list = $("chat-list");
+  list.replaceChildren(...state.threads.map(threadItem));
+  $("more-chats").hidden = !state.nextCursor;
+}
+
+function threadItem(thread) {
+  const item = el("li", { class: "chat-item", "data-thread-id": thread.id });
+  if (thread.id === state.threadId) item.classList.add("active");
+  const open = el("button", { type: "button", class: "open", title: thread.title,
+    text: thread.title, onclick: () => selectThread(thread.id) });
+  const rename = el("button", { type: "button", class: "icon rename", title: "Rename",
+    "aria-label": "Rename", onclick: () => startRename(item, thread) }, [icon("pencil")]);
+  const remove = el("button", { type: "button", class: "icon delete", title: "Delete",
+    "aria-label": "Delete", onclick: () => deleteThread(thread) }, [icon("trash")]);
+  item.append(open, rename, remove);
+  return item;
+}
+
+function startRename(item, thread) {
+  const input = el("input", { type: "text", value: thread.title, "aria-label": "Chat title",
+    maxlength: "200" });
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    const title = input.value.trim();
+    if (save && title && title !== thread.title) {
+      try {
+        await api(threadPath(thread.id), { method: "PATCH", body: JSON.stringify({ title }) });
+        if (thread.id === state.threadId) $("chat-title").textContent = title;
+      } catch (error) {
+        alert(`Rename failed: ${error.message}`);
+      }
+    }
+    await loadThreads();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); finish(true); }
+    if (event.key === "Escape") finish(false);
+  });
+  input.addEventListener("blur", () => finish(true));
+  item.replaceChildren(input);
+  input.focus();
+  input.select();
+}
+
+async function deleteThread(thread) {
+  if (!confirm(`Delete "${thread.title}"? Its memory is erased too.`)) return;
+  try {
+    await api(threadPath(thread.id), { method: "DELETE" });
+  } catch (error) {
+    if (error.status !== 404) { alert(`Delete failed: ${error.message}`); return; }
+  }
+  if (thread.id === state.threadId) newChat();
+  await loadThreads();
+}
+
+// --- conversation ------------------------------------------------------------------------
+
+function setSidebar(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  $("scrim").hidden = !open;
+}
+
+function newChat() {
+  state.threadId = null;
+  history.replaceState(null, "", "#");
+  $("chat-title").textContent = "New chat";
+  $("messages").replaceChildren($("empty") || emptyNote());
+  renderThreads();
+  setSidebar(false);
+  $("input").focus();
+}
+
+function emptyNote() {
+  return el("div", { id: "empty", class: "empty" },
+    [el("p", { text: "Ask anything. Every message is kept in PostgreSQL." })]);
+}
+
+async function selectThread(id) {
+  state.threadId = id;
+  history.replaceState(null, "", `#/chat/${encodeURIComponent(id)}`);
+  renderThreads();
+  setSidebar(false);
+  const box = $("messages");
+  try {
+    const thread = await api(threadPath(id));
+    $("chat-title").textContent = thread.title;
+    box.replaceChildren(...thread.messages
+      .filter((m) => (m.role === "user" || m.role === "assistant") && m.content)
+      .map((m) => messageView(m.role, m.content, m)));
+  } catch (error) {
+    if (error.status === 404) { newChat(); return; }
+    box.replaceChildren(errorView(`Couldn't open this chat: ${error.message}`,
+      () => selectThread(id)));
+  }
+  box.scrollTop = box.scrollHeight;
+}
+
+function messageView(role, text, saved = null) {
+  const bubble = el("div", { class: "bubble" });
+  const view = el("div", { class: `msg ${role}` }, [bubble]);
+  if (role === "assistant") renderMarkdown(bubble, text);
+  else bubble.textContent = text;
+  if (role === "assistant" && saved && saved.id) view.append(voteButtons(saved));
+  return view;
+}
+
+function voteButtons(message) {
+  const up = el("button", { type: "button", class: "vote-up", title: "Good answer",
+    "aria-label": "Good answer" }, [icon("up")]);
+  const down = el("button", { type: "button", class: "vote-down", title: "Bad answer",
+    "aria-label": "Bad answer" }, [icon("down")]);
+  const show = (vote) => {
+    up.setAttribute("aria-pressed", String(vote === true));
+    down.setAttribute("aria-pressed", String(vote === false));
+  };
+  const cast = async (value) => {
+    const next = message.vote === value ? null : value;
+    const path = `${threadPath(state.threadId)}/messages/${message.id}/vote`;
+    try {
+      if (next === null) await api(path, { method: "DELETE" });
+      else await api(path, { method: "PUT", body: JSON.stringify({ up: next }) });
+      message.vote = next;
+      show(next);
+    } catch (error) {
+      alert(`Vote failed: ${error.message}`);
+    }
+  };
+  up.addEventListener("click", () => cast(true));
+  down.addEventListener("click", () => cast(false));
+  show(message.vote);
+  return el("div", { class: "actions" }, [up, down]);
+}
+
+function errorView(message, retry) {
+  const box = el("div", { class: "error", role: "alert" }, [el("span", { text: message })]);
+  if (retry) box.append(el("button", { type: "button", class: "retry", text: "Retry",
+    onclick: () => { box.remove(); retry(); } }));
+  return box;
+}
+
+// --- sending -----------------------------------------------------------------------------
+
+async function send(text) {
+  if (state.busy || !text.trim()) return;
+  $("empty")?.remove();
+  const box = $("messages");
+  box.append(messageView("user", text));
+  await answer(text);
+}
+
+async function answer(text) {
+  state.busy = true;
+  $("send").disabled = true;
+  const box = $("messages");
+  const view = el("div", { class: "msg assistant streaming" }, [el("div", { class: "bubble" })]);
+  view.dataset.deltas = "0";
+  box.append(view);
+  box.scrollTop = box.scrollHeight;
+  const fail = (message) => {
+    view.classList.remove("streaming");
+    if (!view.querySelector(".bubble").textContent) view.querySelector(".bubble").remove();
+    view.append(errorView(message, () => { view.remove(); answer(text); }));
+  };
+  try {
+    const body = { input: [{ role: "user", content: text }], stream: true };
+    if (state.threadId) body.custom_inputs = { thread_id: state.threadId };
+    const response = await fetch("/responses", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) throw await errorFrom(response);
+    const outcome = await readStream(response, view);
+    if (outcome.error) fail(outcome.error);
+    else {
+      view.classList.remove("streaming");
+      await loadThreads();
+      await selectThread(state.threadId); // the saved version, with ids for votes
+    }
+  } catch (error) {
+    const message = error instanceof TypeError
+      ? `Network error: the server did not answer (${error.message}).` : error.message;
+    fail(message);
+  } finally {
+    state.busy = false;
+    $("send").disabled = false;
+  }
+}
+
+async function readStream(response, view) {
+  const bubble = view.querySelector(".bubble");
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let text = "";
+  let pending = false;
+  const paint = () => {
+    pending = false;
+    renderMarkdown(bubble, text);
+    $("messages").scrollTop = $("messages").scrollHeight;
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      if (!frame.startsWith("data: ")) continue;
+      const data = frame.slice(6);
+      if (data === "[DONE]") return {};
+      const event = JSON.parse(data);
+      const threadId = event.custom_outputs?.thread_id ?? event.response?.custom_outputs?.thread_id;
+      if (threadId && state.threadId !== threadId) {
+        state.threadId = threadId;
+        history.replaceState(null, "", `#/chat/${encodeURIComponent(threadId)}`);
+      }
+      if (event.type === "error") return { error: event.error };
+      if (event.type === "response.output_text.delta") {
+        text += event.delta;
+        view.dataset.deltas = String(Number(view.dataset.deltas) + 1);
+        if (!pending) { pending = true; requestAnimationFrame(paint); }
+      }
+    }
+  }
+  paint();
+  return {};
+}
+
+// --- start -------------------------------------------------------------------------------
+
+function threadFromHash() {
+  const match = location.hash.match(/^#\/chat\/(.+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  const input = $("input");
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value;
+    if (!text.trim() || state.busy) return;
+    input.value = "";
+    input.style.height = "";
+    send(text);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+  input.addEventListener("input", () => {
+    input.style.height = "";
+    input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+  });
+  $("new-chat").addEventListener("click", newChat);
+  $("more-chats").addEventListener("click", () => loadThreads(true));
+  $("toggle-sidebar").addEventListener("click", () => setSidebar(true));
+  $("scrim").addEventListener("click", () => setSidebar(false));
+  api("/api/me").then((me) => { $("whoami").textContent = me.user; }).catch(() => {});
+  window.addEventListener("hashchange", () => {
+    const id = threadFromHash();
+    if (id && id !== state.threadId) selectThread(id);
+    else if (!id && state.threadId) newChat();
+  });
+  await loadThreads();
+  const id = threadFromHash();
+  if (id) await selectThread(id);
+  input.focus();
+});
