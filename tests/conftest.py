@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Self
 
 import httpx
 import psycopg
@@ -84,32 +85,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LiveServer:
-    """The app on a real socket, in a background thread with its own event loop."""
+class ThreadedServer:
+    """An ASGI app on a real socket, in a background thread with its own event loop."""
 
-    def __init__(self, settings: Settings, model: BaseChatModel | None = None) -> None:
-        self.settings = settings
+    def __init__(self, app: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings, model=model)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if not self.thread.is_alive():
-                raise RuntimeError("server failed to start")
+                raise RuntimeError(f"{type(self).__name__} failed to start")
             if time.monotonic() > deadline:
-                raise TimeoutError("server did not start")
+                raise TimeoutError(f"{type(self).__name__} did not start")
             time.sleep(0.02)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class LiveServer(ThreadedServer):
+    """The app, with its settings and model."""
+
+    def __init__(self, settings: Settings, model: BaseChatModel | None = None) -> None:
+        self.settings = settings
+        self.app = create_app(settings, model=model)
+        super().__init__(self.app)
 
     def client(self, **kwargs: object) -> httpx.Client:
         kwargs.setdefault("timeout", 30)

@@ -4,7 +4,6 @@ and the offline llama.cpp model."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -28,7 +26,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 
-from conftest import ROOT, LiveServer, answer_text, free_port, make_settings, say, sse_events
+from conftest import (
+    ROOT,
+    LiveServer,
+    ThreadedServer,
+    answer_text,
+    free_port,
+    make_settings,
+    say,
+    sse_events,
+)
 from lakebase_memory.agent import build_model
 from lakebase_memory.errors import ConfigurationError
 
@@ -80,7 +87,7 @@ def pieces(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedServer):
     """POST /v1/chat/completions and /serving-endpoints/chat/completions on a real socket.
 
     Records every completion request (path, Authorization header, body)."""
@@ -88,30 +95,11 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         app = FastAPI()
         app.add_api_route("/v1/chat/completions", self._complete, methods=["POST"])
         app.add_api_route("/serving-endpoints/chat/completions", self._complete, methods=["POST"])
         app.add_api_route("/.well-known/databricks-config", self._no_metadata, methods=["GET"])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
-
-    def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("fake OpenAI server failed to start")
-            if time.monotonic() > deadline:
-                raise TimeoutError("fake OpenAI server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        super().__init__(app)
 
     async def _no_metadata(self) -> JSONResponse:
         return JSONResponse(
