@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -114,6 +116,11 @@ def test_database_outage_is_503_and_recovers(scratch_dir, serve) -> None:
             assert stream.status_code == 503  # failed before the stream began: a plain error
 
             embedded.start()
+            # The pool reconnects in the background, with backoff: wait until it is back.
+            deadline = time.monotonic() + 60
+            while client.get("/health").status_code != 200:
+                assert time.monotonic() < deadline, "the server did not recover"
+                time.sleep(0.5)
             reply = client.post(
                 "/invocations", json={"input": "after", "custom_inputs": {"thread_id": "o"}}
             )

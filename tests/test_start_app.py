@@ -160,7 +160,7 @@ def test_a_start_up_failure_is_one_clear_line(scratch_dir: Path) -> None:
     app = App(scratch_dir, scratch_dir / "data", DATABASE_URL="postgresql://nobody@127.0.0.1:1/x")
     assert app.process.wait(timeout=60) == 1
     logs = app.logs()
-    assert "error: Cannot log in to PostgreSQL" in logs
+    assert "error: The memory database is not available: connection failed" in logs
     assert "Traceback" not in logs and "is ready at" not in logs
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lakebase_memory.cli.local_lakebase import local_lakebase
 from lakebase_memory.cli.start_app import start
 from lakebase_memory.config import load_settings
 from lakebase_memory.database import check_login, open_target
@@ -16,6 +17,7 @@ from lakebase_memory.schema import ensure_schema
 
 app = typer.Typer(help="lakebase-memory: agent memory in PostgreSQL.", no_args_is_help=True)
 app.command("start", help="Start the server (same as start-app).")(start)
+app.command("local-lakebase")(local_lakebase)
 
 
 @app.command()
@@ -26,9 +28,9 @@ def setup() -> None:
     async def run() -> list[str]:
         target = await asyncio.to_thread(open_target, settings)
         try:
-            version = await check_login(target.conninfo)
+            version = await check_login(target)
             typer.echo(f"database: {target.kind.value} PostgreSQL {version} at {target.location}")
-            return await ensure_schema(target.conninfo, settings.checkpoint_schema)
+            return await ensure_schema(await target.login_conninfo(), settings.checkpoint_schema)
         finally:
             await asyncio.to_thread(target.close)
 

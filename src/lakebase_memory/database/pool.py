@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -12,7 +12,11 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.config import Settings
+from lakebase_memory.database.lakebase import LIFETIME_SHARE
 from lakebase_memory.errors import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from lakebase_memory.database.targets import DatabaseTarget
 
 logger = logging.getLogger(__name__)
 
@@ -23,37 +27,52 @@ CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row
 APPLICATION_NAME = "lakebase-memory"  # how the pool's sessions show in pg_stat_activity
 
 
-async def check_login(conninfo: str) -> str:
+async def check_login(target: DatabaseTarget) -> str:
     """Log in once, outside any pool, so that a refused login surfaces its real cause now.
 
     A pool would retry in the background and report only a timeout. Returns the server version.
     """
     try:
+        conninfo = await target.login_conninfo()
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             cursor = await conn.execute("SHOW server_version")
             row = await cursor.fetchone()
             return str(row[0]) if row else "unknown"
     except psycopg.OperationalError as error:
-        raise DatabaseUnavailableError(f"Cannot log in to PostgreSQL: {error}".strip()) from error
+        raise DatabaseUnavailableError(target.explain(error)) from error
 
 
-async def open_pool(conninfo: str, settings: Settings, *, search_path: str) -> Pool:
+async def open_pool(target: DatabaseTarget, settings: Settings, *, search_path: str) -> Pool:
     """Open the pool at start-up: health-checked connections with a bounded lifetime."""
 
     async def configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
         if search_path != "public":
             await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(search_path)))
 
+    conninfo = target.conninfo
     if "application_name" not in conninfo_to_dict(conninfo):
         conninfo = make_conninfo(conninfo, application_name=APPLICATION_NAME)
+    max_lifetime = settings.db_pool_max_lifetime
+    kwargs: Any = CONNECTION_KWARGS
+    if target.lakebase is not None:
+        # Each new connection logs in with a credential from the connector (cached, renewed
+        # well before it expires), and no connection outlives the credential's lifetime.
+        password = target.lakebase.password
+
+        async def kwargs() -> dict[str, Any]:
+            return {**CONNECTION_KWARGS, "password": await password()}
+
+        lifetime = target.lakebase.token_lifetime()
+        if lifetime:
+            max_lifetime = min(max_lifetime, max(1.0, lifetime * LIFETIME_SHARE))
     pool: Pool = AsyncConnectionPool(
         conninfo,
-        kwargs=CONNECTION_KWARGS,
+        kwargs=kwargs,
         connection_class=psycopg.AsyncConnection[DictRow],
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout,
-        max_lifetime=settings.db_pool_max_lifetime,
+        max_lifetime=max_lifetime,
         max_idle=settings.db_pool_max_idle,
         # A connection killed by the server while idle is found and replaced on checkout.
         check=AsyncConnectionPool.check_connection,

@@ -7,6 +7,7 @@ PostgreSQL. Contradictory settings are an error rather than a silent choice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -14,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lakebase_memory.config import Settings
 from lakebase_memory.database.embedded import EmbeddedPostgres
+from lakebase_memory.database.lakebase import LakebaseConnector, lakebase_spec
 from lakebase_memory.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -24,21 +26,47 @@ MISSING_LAKEBASE_CONFIGURATION = (
     "Please set it in your environment:\n"
     "  LAKEBASE_INSTANCE_NAME=<your-lakebase-instance-name>"
 )
+DATABASE_HINT = (
+    "Check that the database is running and reachable ({location}); `lakebase-memory config` "
+    "shows the configuration in use."
+)
 
 
 class TargetKind(StrEnum):
     EMBEDDED = "embedded"
     POSTGRES = "postgres"
+    LAKEBASE = "lakebase"
 
 
 @dataclass
 class DatabaseTarget:
-    """A started database target: how to connect and where the data lives."""
+    """A started database target: how to connect, as whom, and where the data lives."""
 
     kind: TargetKind
-    conninfo: str
+    conninfo: str  # without a password for Lakebase: `password()` supplies one per login
     location: str
     embedded: EmbeddedPostgres | None = field(default=None, repr=False)
+    lakebase: LakebaseConnector | None = field(default=None, repr=False)
+
+    @property
+    def password(self) -> Callable[[], Awaitable[str]] | None:
+        return self.lakebase.password if self.lakebase else None
+
+    async def login_conninfo(self) -> str:
+        """Conninfo for one connection made now (with a fresh credential on Lakebase)."""
+        if self.lakebase is None:
+            return self.conninfo
+        return make_conninfo(self.conninfo, password=await self.lakebase.password())
+
+    def explain(self, error: BaseException) -> str:
+        """What a user should read when connecting failed with `error`."""
+        if self.lakebase is not None:
+            return self.lakebase.explain_login_failure(error)
+        text = str(error).strip()
+        cause = text.splitlines()[0] if text else type(error).__name__
+        return f"The memory database is not available: {cause}. " + DATABASE_HINT.format(
+            location=self.location
+        )
 
     def close(self) -> None:
         if self.embedded is not None:
@@ -46,25 +74,26 @@ class DatabaseTarget:
 
 
 def open_target(settings: Settings) -> DatabaseTarget:
-    """Resolve the configured target and start it if it is ours to start."""
-    if settings.lakebase_configured:
+    """Resolve the configured target and start (or look up) what it needs. Blocking."""
+    spec = lakebase_spec(settings)
+    if spec is not None:
         if settings.database_url:
             raise ConfigurationError(
                 "Both DATABASE_URL and LAKEBASE_* settings are set: choose one database. "
                 "Remove DATABASE_URL to use Lakebase, or the LAKEBASE_* lines to use that URL."
             )
-        raise ConfigurationError(
-            "LAKEBASE_* settings are set, but this version connects to Lakebase only through "
-            "DATABASE_URL or PG* variables with a password. Unset the LAKEBASE_* settings, or "
-            "set DATABASE_URL to the instance with a database credential as password."
+        connector = LakebaseConnector(spec, settings)
+        connector.resolve()
+        location = (
+            f"Lakebase {spec.kind.value} '{connector.name}' at {connector.host}, "
+            f"database {spec.database}, as {connector.user}"
         )
+        return DatabaseTarget(TargetKind.LAKEBASE, connector.conninfo(), location,
+                              lakebase=connector)  # fmt: skip
     if settings.database_url:
         conninfo = _with_connect_timeout(settings.database_url, settings)
         return DatabaseTarget(TargetKind.POSTGRES, conninfo, describe_conninfo(conninfo))
     if settings.pghost:
-        if settings.on_databricks_app and not settings.pgpassword:
-            # Databricks Apps inject PG* without a password: that is a Lakebase resource.
-            raise ConfigurationError(MISSING_LAKEBASE_CONFIGURATION)
         conninfo = _with_connect_timeout(_pg_variables_conninfo(settings), settings)
         return DatabaseTarget(TargetKind.POSTGRES, conninfo, describe_conninfo(conninfo))
     if settings.on_databricks_app:

@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
             async with runtime.pool.connection(timeout=5) as conn:
                 await conn.execute("SELECT 1")
         except Exception as error:
-            api_error = api_error_for(error, runtime.target.location)
+            api_error = await api_error_for(error, runtime.target)
             body = {"status": "unhealthy", **error_body(api_error.code, api_error.message)}
             return JSONResponse(body, status_code=503)
         return {"status": "healthy"}

@@ -5,6 +5,7 @@ Handlers turn each exception family into its status; nothing answers with a trac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +16,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lakebase_memory.database.pool import check_login
+from lakebase_memory.database.targets import DatabaseTarget
 from lakebase_memory.errors import (
     ConfigurationError,
     DatabaseUnavailableError,
@@ -26,11 +29,6 @@ from lakebase_memory.memory.threads import InvalidCursorError, ThreadNotFoundErr
 from lakebase_memory.server.protocol import INPUT_ITEM_TAGS
 
 logger = logging.getLogger(__name__)
-
-DATABASE_HINT = (
-    "Check that the database is running and reachable ({target}); `lakebase-memory config` "
-    "shows the configuration in use."
-)
 
 
 class ApiError(Exception):
@@ -62,8 +60,23 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": error}
 
 
-def api_error_for(error: BaseException, target: str) -> ApiError:
-    """Map any exception to the ApiError a client should see."""
+async def api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiError:
+    """Map any exception to the ApiError a client should see.
+
+    A pool timeout hides why no connection could be made, so one direct login is tried to
+    report the real cause (database down, credential refused, role missing).
+    """
+    if isinstance(error, PoolTimeout) and target is not None:
+        try:
+            await asyncio.wait_for(check_login(target), timeout=10)
+        except (DatabaseUnavailableError, TimeoutError) as cause:
+            error = cause
+        except Exception:  # keep the timeout as the explanation
+            logger.debug("diagnosing a pool timeout failed", exc_info=True)
+    return _api_error_for(error, target)
+
+
+def _api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiError:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, ThreadNotFoundError):
@@ -72,13 +85,13 @@ def api_error_for(error: BaseException, target: str) -> ApiError:
         return ApiError(404, "message_not_found", str(error))
     if isinstance(error, InvalidCursorError):
         return ApiError(400, "invalid_cursor", str(error))
-    if isinstance(error, (psycopg.OperationalError, PoolTimeout, DatabaseUnavailableError)):
-        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return ApiError(
-            503,
-            "database_unavailable",
-            f"The memory database is not available: {cause}. {DATABASE_HINT.format(target=target)}",
+    if isinstance(error, DatabaseUnavailableError):
+        return ApiError(503, "database_unavailable", str(error))
+    if isinstance(error, (psycopg.OperationalError, PoolTimeout, TimeoutError)):
+        message = (
+            target.explain(error) if target else f"The memory database is not available: {error}"
         )
+        return ApiError(503, "database_unavailable", message)
     if isinstance(error, ModelError):
         return ApiError(502, "model_error", str(error))
     if isinstance(error, ConfigurationError):
@@ -101,9 +114,9 @@ def describe_validation(error: RequestValidationError) -> tuple[int, str, list[d
     return 422, f"Invalid request: {summary}", details
 
 
-def target_of(request: Request) -> str:
+def target_of(request: Request) -> DatabaseTarget | None:
     runtime = getattr(request.app.state, "runtime", None)
-    return runtime.target.location if runtime is not None else "the configured database"
+    return runtime.target if runtime is not None else None
 
 
 def _field_path(loc: tuple[Any, ...]) -> list[str]:
@@ -117,7 +130,7 @@ def _field_path(loc: tuple[Any, ...]) -> list[str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
-        api_error = api_error_for(error, target_of(request))
+        api_error = await api_error_for(error, target_of(request))
         if api_error.status >= 500:
             logger.error("%s %s failed: %s", request.method, request.url.path, error,
                          exc_info=api_error.code == "internal_error")  # fmt: skip

@@ -46,7 +46,7 @@ async def _sse(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[str]:
         async for event in run_turn(runtime, turn):
             yield f"data: {json.dumps(event)}\n\n"
     except Exception as error:
-        api_error = api_error_for(error, runtime.target.location)
+        api_error = await api_error_for(error, runtime.target)
         logger.error("streamed turn on thread %s failed: %s", turn.thread_id, error,
                      exc_info=api_error.code == "internal_error")  # fmt: skip
         frame = {"type": "error", "error": api_error.message, "code": api_error.code,

@@ -36,13 +36,11 @@ class AppRuntime:
         target = await asyncio.to_thread(open_target, settings)
         pool: Pool | None = None
         try:
-            version = await check_login(target.conninfo)
-            created = await ensure_schema(target.conninfo, settings.checkpoint_schema)
+            version = await check_login(target)
+            created = await ensure_schema(await target.login_conninfo(), settings.checkpoint_schema)
             for line in created:
                 logger.info("created %s", line)
-            pool = await open_pool(
-                target.conninfo, settings, search_path=settings.checkpoint_schema
-            )
+            pool = await open_pool(target, settings, search_path=settings.checkpoint_schema)
             if model is None:
                 model = await asyncio.to_thread(build_model, settings)
             checkpointer = make_checkpointer(pool)

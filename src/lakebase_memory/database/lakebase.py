@@ -1,0 +1,386 @@
+"""Databricks Lakebase: find the instance through the SDK, log in as the caller's identity
+with a database credential minted on demand and refreshed well before it expires.
+
+Configured by exactly one of: LAKEBASE_INSTANCE_NAME (a provisioned instance, by name or by
+host, since `valueFrom` in app.yaml yields the host), LAKEBASE_AUTOSCALING_ENDPOINT, or
+LAKEBASE_AUTOSCALING_PROJECT + LAKEBASE_AUTOSCALING_BRANCH. Inside a Databricks App with a
+database resource, the injected PGHOST/PGUSER/PGDATABASE are enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from psycopg.conninfo import make_conninfo
+
+from lakebase_memory.config import Settings
+from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+
+logger = logging.getLogger(__name__)
+
+DATABASE = "databricks_postgres"
+DEFAULT_PORT = 5432
+# A credential is replaced once this share of its lifetime has passed: an hour-long token is
+# renewed after 30 minutes, so no login ever presents one close to expiry.
+REFRESH_AFTER = 0.5
+# Pooled connections are recycled before a credential's lifetime: Lakebase checks the token
+# only at login, but a recycled connection must log in again with a fresh one.
+LIFETIME_SHARE = 0.9
+
+
+class LakebaseKind(StrEnum):
+    INSTANCE = "instance"  # provisioned, by name
+    INSTANCE_HOST = "instance host"  # provisioned, by its DNS name
+    ENDPOINT = "autoscaling endpoint"
+    BRANCH = "autoscaling branch"
+
+
+@dataclass(frozen=True)
+class LakebaseSpec:
+    kind: LakebaseKind
+    value: str  # instance name or host, endpoint name, or projects/{p}/branches/{b}
+    user: str | None = None  # PGUSER injected by Databricks Apps
+    port: int = DEFAULT_PORT
+    database: str = DATABASE
+    sslmode: str = "require"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+
+def lakebase_spec(settings: Settings) -> LakebaseSpec | None:
+    """The Lakebase configuration in the settings, or None; contradictions are errors."""
+    chosen = [
+        name
+        for name, value in (
+            ("LAKEBASE_INSTANCE_NAME", settings.lakebase_instance_name),
+            ("LAKEBASE_AUTOSCALING_ENDPOINT", settings.lakebase_autoscaling_endpoint),
+            (
+                "LAKEBASE_AUTOSCALING_PROJECT + LAKEBASE_AUTOSCALING_BRANCH",
+                settings.lakebase_autoscaling_project or settings.lakebase_autoscaling_branch,
+            ),
+        )
+        if value
+    ]
+    if len(chosen) > 1:
+        raise ConfigurationError(
+            f"More than one Lakebase target is configured ({', '.join(chosen)}): keep exactly "
+            "one of LAKEBASE_INSTANCE_NAME, LAKEBASE_AUTOSCALING_ENDPOINT, or "
+            "LAKEBASE_AUTOSCALING_PROJECT with LAKEBASE_AUTOSCALING_BRANCH."
+        )
+    common: dict[str, Any] = {
+        "port": int(settings.pgport or DEFAULT_PORT),
+        "database": settings.pgdatabase or DATABASE,
+        "sslmode": settings.pgsslmode or "require",
+    }
+    if settings.lakebase_instance_name:
+        name = settings.lakebase_instance_name.strip()
+        kind = LakebaseKind.INSTANCE_HOST if _looks_like_host(name) else LakebaseKind.INSTANCE
+        return LakebaseSpec(kind, name, **common)
+    if settings.lakebase_autoscaling_endpoint:
+        endpoint = settings.lakebase_autoscaling_endpoint.strip()
+        if not re.fullmatch(r"projects/[^/]+/branches/[^/]+/endpoints/[^/]+", endpoint):
+            raise ConfigurationError(
+                f"LAKEBASE_AUTOSCALING_ENDPOINT '{endpoint}' is not an endpoint name: expected "
+                "projects/<project>/branches/<branch>/endpoints/<endpoint>."
+            )
+        return LakebaseSpec(LakebaseKind.ENDPOINT, endpoint, **common)
+    if settings.lakebase_autoscaling_project or settings.lakebase_autoscaling_branch:
+        if not (settings.lakebase_autoscaling_project and settings.lakebase_autoscaling_branch):
+            raise ConfigurationError(
+                "Both LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH are required "
+                "(or set LAKEBASE_AUTOSCALING_ENDPOINT instead)."
+            )
+        branch = _branch_name(
+            settings.lakebase_autoscaling_project, settings.lakebase_autoscaling_branch
+        )
+        return LakebaseSpec(LakebaseKind.BRANCH, branch, **common)
+    if settings.on_databricks_app and settings.pghost and not settings.pgpassword:
+        # A Databricks App with a database resource: PG* are injected, without a password.
+        return LakebaseSpec(LakebaseKind.INSTANCE_HOST, settings.pghost, user=settings.pguser,
+                            **common)  # fmt: skip
+    return None
+
+
+def _looks_like_host(value: str) -> bool:
+    return "." in value or value == "localhost"
+
+
+def _branch_name(project: str, branch: str) -> str:
+    project = project.strip().removeprefix("projects/")
+    branch = branch.strip()
+    if branch.startswith("projects/"):
+        return branch
+    return f"projects/{project}/branches/{branch.removeprefix('branches/')}"
+
+
+# --- user-facing texts (REFERENCE 7), followed by the specific cause -----------------------
+
+
+def failure_text(name: str, settings: Settings, cause: str) -> str:
+    if settings.on_databricks_app:
+        head = (
+            f"Failed to connect to Lakebase instance '{name}'. The App Service Principal for "
+            f"'{settings.databricks_app_name}' may not have access.\n"
+            "To give it access:\n"
+            "1. Open the app in the Databricks UI and click Edit\n"
+            "2. Go to App resources > Add resource\n"
+            f"3. Add the Lakebase instance '{name}' with Can connect and create\n"
+            "4. Grant the Postgres privileges (README: Deploy to Databricks Apps)"
+        )
+    else:
+        head = (
+            f"Failed to connect to Lakebase instance '{name}'. Please verify:\n"
+            "1. The instance name is correct\n"
+            "2. You have the necessary permissions to access the instance\n"
+            "3. Your Databricks authentication is configured correctly"
+        )
+    return f"{head}\nCause: {cause}"
+
+
+class LakebaseError(DatabaseUnavailableError):
+    """A Lakebase connection failed; the message is the reference text plus the cause."""
+
+
+# --- the connector --------------------------------------------------------------------------
+
+
+@dataclass
+class Credential:
+    token: str
+    issued: float
+    expires: float
+
+    def fresh(self, now: float) -> bool:
+        return now < self.issued + (self.expires - self.issued) * REFRESH_AFTER
+
+
+class LakebaseConnector:
+    """Resolves where and who to connect as, and supplies a valid password for each login."""
+
+    def __init__(
+        self, spec: LakebaseSpec, settings: Settings, workspace: WorkspaceClient | None = None
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self._workspace = workspace
+        self.host: str | None = None
+        self.user: str | None = spec.user
+        self.instance_name: str | None = spec.value if spec.kind is LakebaseKind.INSTANCE else None
+        self.endpoint: str | None = spec.value if spec.kind is LakebaseKind.ENDPOINT else None
+        self._credential: Credential | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.instance_name or self.endpoint or self.spec.value
+
+    def fail(self, cause: str) -> LakebaseError:
+        return LakebaseError(failure_text(self.name, self.settings, cause))
+
+    # --- resolving (at start-up, through the SDK) ------------------------------------------
+
+    def workspace(self) -> WorkspaceClient:
+        if self._workspace is None:
+            try:
+                from databricks.sdk import WorkspaceClient
+            except ImportError as error:
+                raise ConfigurationError(
+                    "Lakebase needs the Databricks SDK: `uv sync --extra databricks` "
+                    "(or pip install 'lakebase-memory[databricks]')."
+                ) from error
+            try:
+                self._workspace = WorkspaceClient()
+            except ValueError as error:
+                raise self.fail(
+                    f"Databricks authentication is not configured: {error}. Set "
+                    "DATABRICKS_HOST and DATABRICKS_TOKEN, or DATABRICKS_CONFIG_PROFILE, or run "
+                    "`lakebase-memory configure`."
+                ) from error
+        return self._workspace
+
+    def resolve(self) -> None:
+        """Find the host and the identity (blocking SDK calls; run it in a thread)."""
+        from databricks.sdk.errors import DatabricksError, NotFound
+
+        w = self.workspace()
+        try:
+            if self.user is None:
+                self.user = w.current_user.me().user_name
+            if self.spec.kind is LakebaseKind.INSTANCE:
+                self.host = self._instance_host(w.database.get_database_instance(self.spec.value))
+            elif self.spec.kind is LakebaseKind.INSTANCE_HOST:
+                self.host = self.spec.value
+                self.instance_name = self._instance_named_by_host(w, self.spec.value)
+            elif self.spec.kind is LakebaseKind.ENDPOINT:
+                self.host = self._endpoint_host(w.postgres.get_endpoint(self.spec.value))
+            else:
+                self.endpoint, self.host = self._branch_endpoint(w, self.spec.value)
+        except NotFound as error:
+            raise self.fail(self._not_found(error)) from error
+        except DatabricksError as error:
+            raise self.fail(self._auth_problem(error)) from error
+        if not self.user:
+            raise self.fail("The Databricks identity has no user name to log in as.")
+
+    def _instance_host(self, instance: Any) -> str:
+        state = str(getattr(instance.state, "value", instance.state) or "")
+        if state and state not in ("AVAILABLE", "UPDATING"):
+            raise self.fail(f"the instance is {state}, not AVAILABLE: start it and retry.")
+        if not instance.read_write_dns:
+            raise self.fail("the instance has no read-write host yet: wait until it is AVAILABLE.")
+        return str(instance.read_write_dns)
+
+    def _instance_named_by_host(self, w: WorkspaceClient, host: str) -> str:
+        for instance in w.database.list_database_instances():
+            if host in (instance.read_write_dns, instance.read_only_dns):
+                return str(instance.name)
+        raise self.fail(
+            f"no Lakebase instance in {w.config.host} has the host {host}. Set "
+            "LAKEBASE_INSTANCE_NAME to the instance's name."
+        )
+
+    @staticmethod
+    def _endpoint_host(endpoint: Any) -> str:
+        hosts = getattr(getattr(endpoint, "status", None), "hosts", None)
+        host = getattr(hosts, "host", None)
+        if not host:
+            raise DatabaseUnavailableError(f"Endpoint {endpoint.name} has no host yet.")
+        return str(host)
+
+    def _branch_endpoint(self, w: WorkspaceClient, branch: str) -> tuple[str, str]:
+        for endpoint in w.postgres.list_endpoints(parent=branch):
+            kind = getattr(getattr(endpoint, "status", None), "endpoint_type", None)
+            if str(getattr(kind, "value", kind)) == "ENDPOINT_TYPE_READ_WRITE":
+                return str(endpoint.name), self._endpoint_host(endpoint)
+        raise self.fail(f"branch {branch} has no read-write endpoint.")
+
+    def _not_found(self, error: Exception) -> str:
+        what = {
+            LakebaseKind.INSTANCE: f"no Lakebase instance named '{self.spec.value}'",
+            LakebaseKind.ENDPOINT: f"no autoscaling endpoint '{self.spec.value}'",
+            LakebaseKind.BRANCH: f"no autoscaling branch '{self.spec.value}'",
+        }.get(self.spec.kind, "not found")
+        host = self._workspace.config.host if self._workspace else "the workspace"
+        return (
+            f"{what} in {host} ({error}). Check the name: "
+            "`databricks database list-database-instances`."
+        )
+
+    def _auth_problem(self, error: Exception) -> str:
+        config = self._workspace.config if self._workspace else None
+        used = "unknown"
+        if config is not None:
+            parts = [f"host={config.host}", f"auth_type={config.auth_type}"]
+            if config.profile:
+                parts.append(f"profile={config.profile}")
+            if config.client_id:
+                parts.append(f"client_id={config.client_id}")
+            used = ", ".join(parts)
+        return (
+            f"Databricks refused the request ({type(error).__name__}: {error}); "
+            f"configuration used: {used}."
+        )
+
+    # --- credentials (at every login) ----------------------------------------------------
+
+    async def password(self) -> str:
+        """A credential that stays valid well past this login; minted when needed."""
+        async with self._lock:
+            now = time.time()
+            if self._credential is None or not self._credential.fresh(now):
+                self._credential = await asyncio.to_thread(self._mint)
+                logger.debug(
+                    "minted a Lakebase credential valid until %s", self._credential.expires
+                )
+            return self._credential.token
+
+    def _mint(self) -> Credential:
+        from databricks.sdk.errors import DatabricksError
+
+        w = self.workspace()
+        issued = time.time()
+        try:
+            if self.endpoint is not None:
+                response = w.postgres.generate_database_credential(endpoint=self.endpoint)
+                expires = _timestamp(response.expire_time)
+            else:
+                response = w.database.generate_database_credential(
+                    request_id=str(uuid.uuid4()), instance_names=[self.name]
+                )
+                expires = _timestamp(response.expiration_time)
+        except DatabricksError as error:
+            raise self.fail(f"could not mint a database credential: {error}") from error
+        if not response.token:
+            raise self.fail("the workspace returned an empty database credential.")
+        return Credential(str(response.token), issued, expires or issued + 3600)
+
+    def token_lifetime(self) -> float | None:
+        if self._credential is None:
+            return None
+        return self._credential.expires - self._credential.issued
+
+    def conninfo(self) -> str:
+        """Where and who, without the password (the pool asks `password()` at each login)."""
+        assert self.host is not None and self.user is not None, "resolve() first"
+        return make_conninfo(
+            host=self.host,
+            port=self.spec.port,
+            dbname=self.spec.database,
+            user=self.user,
+            sslmode=self.spec.sslmode,
+            connect_timeout=self.settings.db_connect_timeout,
+            application_name=self.settings.pgappname or "lakebase-memory",
+        )
+
+    def explain_login_failure(self, error: BaseException) -> str:
+        text = str(error).strip()
+        if "does not exist" in text and "role" in text:
+            kind = "SERVICE_PRINCIPAL" if _is_uuid(self.user) else "USER"
+            cause = (
+                f'PostgreSQL role "{self.user}" does not exist on the instance. An instance '
+                "owner must create it: CREATE EXTENSION IF NOT EXISTS databricks_auth; "
+                f"SELECT databricks_create_role('{self.user}', '{kind}');"
+            )
+        elif "password authentication failed" in text:
+            cause = (
+                f"the database credential for '{self.user}' was refused (expired, or minted "
+                f"for another identity): {text}"
+            )
+        else:
+            cause = text.splitlines()[0] if text else type(error).__name__
+        return failure_text(self.name, self.settings, cause)
+
+
+def _timestamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if hasattr(value, "seconds"):  # protobuf Timestamp (autoscaling credentials)
+        return float(value.seconds) + float(getattr(value, "nanos", 0)) / 1e9
+    text = str(value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(str(value))
+        return True
+    except ValueError:
+        return False
