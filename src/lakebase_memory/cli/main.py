@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lakebase_memory.cli.configure import configure
 from lakebase_memory.cli.local_lakebase import local_lakebase
 from lakebase_memory.cli.start_app import start
 from lakebase_memory.config import load_settings
@@ -17,6 +18,7 @@ from lakebase_memory.schema import ensure_schema
 
 app = typer.Typer(help="lakebase-memory: agent memory in PostgreSQL.", no_args_is_help=True)
 app.command("start", help="Start the server (same as start-app).")(start)
+app.command("configure")(configure)
 app.command("local-lakebase")(local_lakebase)
 
 
