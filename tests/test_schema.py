@@ -166,3 +166,23 @@ def test_a_role_that_may_not_create_the_tables_is_told_what_to_do(database: str)
     role = psycopg.conninfo.make_conninfo(database, user="app_nocreate")
     with pytest.raises(SchemaSetupError, match="Run `lakebase-memory setup` as the database owner"):
         asyncio.run(ensure_schema(role))
+
+
+def test_a_role_without_grants_is_told_which_privileges_are_missing(database: str) -> None:
+    import pytest
+
+    from lakebase_memory.errors import SchemaSetupError
+
+    asyncio.run(ensure_schema(database))
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS app_partial; CREATE ROLE app_partial LOGIN")
+        conn.execute("GRANT USAGE ON SCHEMA public, ai_chatbot, drizzle TO app_partial")
+        conn.execute("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO app_partial")
+    role = psycopg.conninfo.make_conninfo(database, user="app_partial")
+    with pytest.raises(SchemaSetupError) as error:
+        asyncio.run(ensure_schema(role))
+    message = str(error.value)
+    assert "Role 'app_partial' lacks privileges the app needs" in message
+    assert "DELETE on public.\"checkpoints\"" in message
+    assert 'SELECT on ai_chatbot."Chat"' in message
+    assert "INSERT on public" not in message

@@ -87,7 +87,7 @@ def local_lakebase(
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    except LakebaseMemoryError as error:
+    except (LakebaseMemoryError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -154,7 +154,7 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
         secret = principal.client_secret if principal else None
         if secret is None or not secrets.compare_digest(secret, client_secret):
             return _oauth_error(401, "invalid_client", "Client authentication failed.")
-        issued = context.access_tokens.issue(principal.name, ACCESS_TOKEN_TTL, context.host)  # type: ignore[union-attr]
+        issued = context.access_tokens.issue(client_id, ACCESS_TOKEN_TTL, context.host)
         return JSONResponse(
             {
                 "access_token": issued.token,
@@ -171,18 +171,25 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
         return resources.me(identity, admin=identity.name == workspace.owner)
 
     @app.get("/api/2.0/preview/scim/v2/ServicePrincipals")
-    async def list_service_principals(identity: Caller, filter: str | None = None) -> Json:
-        principals = [
+    async def list_service_principals(
+        identity: Caller,
+        filter: str | None = None,
+        start_index: Annotated[int, Query(alias="startIndex", ge=1)] = 1,
+        count: Annotated[int, Query(ge=0)] = 10_000,
+    ) -> Json:
+        matching = [
             resources.service_principal(i)
             for i in workspace.all_identities()
             if i.is_service_principal and _matches(filter, i)
         ]
+        # SCIM pages by 1-based startIndex; the SDK asks until a page comes back empty.
+        page = matching[start_index - 1 : start_index - 1 + count]
         return {
             "schemas": [resources.LIST_SCHEMA],
-            "totalResults": len(principals),
-            "startIndex": 1,
-            "itemsPerPage": len(principals),
-            "Resources": principals,
+            "totalResults": len(matching),
+            "startIndex": start_index,
+            "itemsPerPage": len(page),
+            "Resources": page,
         }
 
     @app.post("/api/2.0/preview/scim/v2/ServicePrincipals")

@@ -253,6 +253,10 @@ class LocalLakebase:
     def revoke_can_use(self, identity_name: str) -> None:
         self.workspace.revoke_can_use(identity_name)
 
+    def rotate_token(self, identity_name: str) -> Identity:
+        """Give the identity a new REST token; the old one gets 403 "Invalid access token."."""
+        return self.workspace.rotate_token(identity_name)
+
     def issue_database_credential(self, identity_name: str, ttl: float | None = None) -> str:
         """A database credential minted directly, for tests that are not about the REST API."""
         assert self._database_tokens is not None, "start() first"

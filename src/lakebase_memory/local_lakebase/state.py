@@ -294,6 +294,14 @@ class Workspace:
             raise ValueError(f"{identity.name} is a {identity.kind.value}, not a {kind.value}")
         return identity
 
+    def rotate_token(self, name: str) -> Identity:
+        """Replace the identity's REST token: the old one is refused from now on."""
+        with self._lock:
+            identity = self.require(name)
+            identity.token = new_pat()
+            self.save()
+            return identity
+
     def require(self, name: str) -> Identity:
         identity = self.identity(name)
         if identity is None:

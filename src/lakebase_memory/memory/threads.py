@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
-from lakebase_memory.schema.migrations import CHECKPOINT_TABLES
+from lakebase_memory.schema.app_migrations import CHECKPOINT_TABLES
 
 TITLE_MAX_CHARS = 80
 UNTITLED = "New chat"

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 CHAT_SCHEMA = "ai_chatbot"
 BOOKKEEPING_SCHEMA = "drizzle"
 BOOKKEEPING_TABLE = "__drizzle_migrations"
+# LangGraph's checkpoint tables (created by its own migrations, in the checkpoint schema).
+CHECKPOINT_TABLES = (
+    "checkpoint_migrations",
+    "checkpoints",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from lakebase_memory.schema.app_migrations import (
     CHAT_SCHEMA,
     MIGRATIONS,
 )
+from lakebase_memory.schema.privileges import missing_privileges
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ LOCK_POLL_SECONDS = 0.1
 LOCK_TIMEOUT_SECONDS = 300.0
 
 CHECKPOINT_MIGRATIONS = AsyncPostgresSaver.MIGRATIONS
-CHECKPOINT_TABLES = (
-    "checkpoint_migrations",
-    "checkpoints",
-    "checkpoint_blobs",
-    "checkpoint_writes",
-)
 
 Connection = psycopg.AsyncConnection[DictRow]
 
@@ -57,8 +52,10 @@ async def ensure_schema(conninfo: str, checkpoint_schema: str = "public") -> lis
             done += await _ensure_schema_exists(conn, BOOKKEEPING_SCHEMA)
             done += await _ensure_schema_exists(conn, CHAT_SCHEMA)
             done += await _migrate_app(conn)
-            return done
         except psycopg.errors.InsufficientPrivilege as error:
+            missing = await missing_privileges(conn, checkpoint_schema)
+            if missing:
+                raise SchemaSetupError(_lacks(conn.info.user, missing)) from error
             raise SchemaSetupError(
                 f"The app's tables are missing or outdated and role '{conn.info.user}' may not "
                 f"create them ({error}). Run `lakebase-memory setup` as the database owner, "
@@ -69,6 +66,19 @@ async def ensure_schema(conninfo: str, checkpoint_schema: str = "public") -> lis
         finally:
             if not conn.closed:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+        # An app role that did not create the tables needs privileges on them: say which
+        # are missing now, rather than failing on the first request.
+        missing = await missing_privileges(conn, checkpoint_schema)
+        if missing:
+            raise SchemaSetupError(_lacks(conn.info.user, missing))
+        return done
+
+
+def _lacks(role: str, missing: list[str]) -> str:
+    return (
+        f"Role '{role}' lacks privileges the app needs: {', '.join(missing)}. "
+        "Grant them as the tables' owner (README: Deploy to Databricks Apps)."
+    )
 
 
 async def pending_migrations(conn: Connection, checkpoint_schema: str = "public") -> list[str]:
