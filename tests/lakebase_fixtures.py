@@ -32,20 +32,22 @@ def workspace_client(lakebase: LocalLakebase, who: Identity | str | None = None)
     """A real SDK client for an identity (default: the owner) or a raw token, with a PAT only:
     `auth_type="pat"` keeps DATABRICKS_* variables and ~/.databrickscfg of the machine out."""
     token = lakebase.owner_token if who is None else getattr(who, "token", who)
-    return WorkspaceClient(
+    config = Config(
         host=lakebase.host, token=token, auth_type="pat", retry_timeout_seconds=SDK_RETRY_TIMEOUT
     )
+    return WorkspaceClient(config=config)
 
 
 def oauth_workspace_client(lakebase: LocalLakebase, principal: Identity) -> WorkspaceClient:
     """An SDK client logged in as a service principal with OAuth M2M, as a deployed app is."""
-    return WorkspaceClient(
+    config = Config(
         host=lakebase.host,
         client_id=principal.name,
         client_secret=principal.client_secret,
         auth_type="oauth-m2m",
         retry_timeout_seconds=SDK_RETRY_TIMEOUT,
     )
+    return WorkspaceClient(config=config)
 
 
 class _NoCredentials(CredentialsStrategy):

@@ -183,6 +183,6 @@ def test_a_role_without_grants_is_told_which_privileges_are_missing(database: st
         asyncio.run(ensure_schema(role))
     message = str(error.value)
     assert "Role 'app_partial' lacks privileges the app needs" in message
-    assert "DELETE on public.\"checkpoints\"" in message
+    assert 'DELETE on public."checkpoints"' in message
     assert 'SELECT on ai_chatbot."Chat"' in message
     assert "INSERT on public" not in message

@@ -134,7 +134,9 @@ def _authenticate(
         kwargs["token"] = token
     used = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k in ("profile", "host"))
     try:
-        w = client(**kwargs)
+        from databricks.sdk.core import Config
+
+        w = client(config=Config(**kwargs))
         me = w.current_user.me()
     except ValueError as error:
         raise fail(f"cannot configure Databricks authentication ({used}): {error}") from error

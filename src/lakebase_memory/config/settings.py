@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     lakebase_autoscaling_project: str | None = None
     lakebase_autoscaling_branch: str | None = None
 
+    # --- Databricks authentication (the SDK's own names; also read from the dotenv files) ----
+    databricks_host: str | None = None
+    databricks_token: str | None = None
+    databricks_config_profile: str | None = None
+    databricks_client_id: str | None = None
+    databricks_client_secret: str | None = None
+    databricks_auth_type: str | None = None
+
     # --- Databricks Apps runtime -----------------------------------------------------------
     databricks_app_name: str | None = None
     databricks_app_port: int | None = None
@@ -112,6 +120,12 @@ class Settings(BaseSettings):
         "lakebase_autoscaling_project",
         "lakebase_autoscaling_branch",
         "databricks_app_name",
+        "databricks_host",
+        "databricks_token",
+        "databricks_config_profile",
+        "databricks_client_id",
+        "databricks_client_secret",
+        "databricks_auth_type",
         mode="before",
     )
     @classmethod

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.conninfo import make_conninfo
 
 from lakebase_memory.config import Settings
+from lakebase_memory.config.databricks import workspace_client
 from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -195,14 +196,7 @@ class LakebaseConnector:
     def workspace(self) -> WorkspaceClient:
         if self._workspace is None:
             try:
-                from databricks.sdk import WorkspaceClient
-            except ImportError as error:
-                raise ConfigurationError(
-                    "Lakebase needs the Databricks SDK: `uv sync --extra databricks` "
-                    "(or pip install 'lakebase-memory[databricks]')."
-                ) from error
-            try:
-                self._workspace = WorkspaceClient()
+                self._workspace = workspace_client(self.settings)
             except ValueError as error:
                 raise self.fail(
                     f"Databricks authentication is not configured: {error}. Set "

@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -200,9 +201,12 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
         display_name = str(body.get("displayName") or "").strip()
         if not display_name:
             raise ScimError(400, 400, "displayName is required.")
+        application_id = body.get("applicationId")
+        if application_id is not None and not _is_uuid(application_id):
+            raise ScimError(400, 400, f"applicationId {application_id!r} is not a UUID.")
         try:
-            created = workspace.add_service_principal(display_name, body.get("applicationId"))
-        except ValueError as error:
+            created = workspace.add_service_principal(display_name, application_id)
+        except ValueError as error:  # that application id is taken
             raise ScimError(409, 409, str(error)) from None
         return resources.service_principal(created)
 
@@ -318,6 +322,14 @@ def _requested_ttl(value: object) -> float:
             f"ttl must be between {MIN_CREDENTIAL_TTL}s and {MAX_CREDENTIAL_TTL}s, got {value!r}.",
         )
     return seconds
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:

@@ -10,6 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from lakebase_memory.config import Settings
+from lakebase_memory.config.databricks import sdk_config
 from lakebase_memory.errors import ConfigurationError
 
 
@@ -52,13 +53,7 @@ def databricks_model(settings: Settings) -> BaseChatModel:
             "endpoint in your workspace (for example databricks-claude-sonnet-4)."
         )
     try:
-        from databricks.sdk.core import Config
-    except ImportError as error:
-        raise ConfigurationError(
-            "MODEL_BACKEND=databricks needs the Databricks extra: `uv sync --extra databricks`."
-        ) from error
-    try:
-        config = Config()
+        config = sdk_config(settings)
     except ValueError as error:
         raise ConfigurationError(
             f"Databricks authentication is not configured ({error}). Set DATABRICKS_HOST with "

@@ -1,0 +1,46 @@
+"""Databricks SDK configuration from the settings.
+
+The SDK reads only the process environment; these settings also come from `.env.local` and
+`.env` (the reference documents `.env.local` but its code never read it for the SDK).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lakebase_memory.config.settings import Settings
+from lakebase_memory.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.core import Config
+
+SDK_FIELDS = {
+    "databricks_host": "host",
+    "databricks_token": "token",
+    "databricks_config_profile": "profile",
+    "databricks_client_id": "client_id",
+    "databricks_client_secret": "client_secret",
+    "databricks_auth_type": "auth_type",
+}
+INSTALL_HINT = "The Databricks SDK is missing: `uv sync --extra databricks`."
+
+
+def sdk_config(settings: Settings) -> Config:
+    """The SDK's Config with whatever the settings hold; the SDK resolves the rest."""
+    try:
+        from databricks.sdk.core import Config
+    except ImportError as error:
+        raise ConfigurationError(INSTALL_HINT) from error
+    kwargs: dict[str, Any] = {
+        sdk_name: getattr(settings, field)
+        for field, sdk_name in SDK_FIELDS.items()
+        if getattr(settings, field)
+    }
+    return Config(**kwargs)
+
+
+def workspace_client(settings: Settings) -> WorkspaceClient:
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(config=sdk_config(settings))
