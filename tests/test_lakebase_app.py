@@ -267,9 +267,11 @@ def test_a_deployed_app_with_the_resource_and_the_readme_grants(
     assert server.app.state.runtime.target.lakebase.instance_name == ll.instance_name
     # Least privilege: the app's role may use the tables but not drop them.
     token = ll.issue_database_credential(principal.name)
-    with psycopg.connect(ll.conninfo(principal.name, token), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("DROP TABLE public.checkpoints")
+    with (
+        psycopg.connect(ll.conninfo(principal.name, token), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("DROP TABLE public.checkpoints")
 
 
 def test_start_app_from_the_printed_env_lines(local_lakebase, scratch_dir: Path) -> None:
