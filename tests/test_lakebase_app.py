@@ -275,7 +275,9 @@ def test_a_deployed_app_with_the_resource_and_the_readme_grants(
 
 
 def test_start_app_from_the_printed_env_lines(local_lakebase, scratch_dir: Path) -> None:
+    """`uv run start-app` with the printed lines in .env.local, across token expiries."""
     (scratch_dir / ".env.local").write_text("\n".join(local_lakebase.env_lines()) + "\n")
+    local_lakebase.token_ttl = 2.0
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
     env["MODEL_BACKEND"] = "echo"
@@ -295,8 +297,11 @@ def test_start_app_from_the_printed_env_lines(local_lakebase, scratch_dir: Path)
 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             thread = f"cli-{uuid.uuid4()}"
-            say(client, "via .env.local", thread)
-            assert "You have sent 2" in answer_text(say(client, "again", thread))
+            for turn in range(5):  # about 6 s with a 2 s token lifetime
+                reply = say(client, f"via .env.local {turn}", thread)
+                assert f"You have sent {turn + 1}" in answer_text(reply)
+                time.sleep(1.2)
     finally:
+        local_lakebase.token_ttl = 3600.0
         process.send_signal(2)
         assert process.wait(timeout=30) == 0

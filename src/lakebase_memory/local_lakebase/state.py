@@ -162,6 +162,8 @@ class Workspace:
             workspace = cls(path, data)
             workspace._rename(instance_name, project, branch, endpoint)
             return workspace
+        if "@" not in owner:
+            raise ValueError(f"the owner is a user, named by an email address, got {owner!r}")
         created = now_rfc3339()
         owner_identity = Identity(
             IdentityKind.USER, owner, owner.split("@")[0], new_scim_id(), new_pat()
