@@ -11,7 +11,12 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg import sql
 
 from conftest import ROOT, create_database, make_settings, say
-from lakebase_memory.schema import CHECKPOINT_TABLES, ensure_schema, pending_migrations
+from lakebase_memory.schema import (
+    CHECKPOINT_TABLES,
+    MIGRATIONS,
+    ensure_schema,
+    pending_migrations,
+)
 
 COLUMNS = """
 SELECT table_name, column_name, data_type, is_nullable, column_default
@@ -69,6 +74,7 @@ def test_chat_tables_keep_the_reference_names(database: str) -> None:
         )}  # fmt: skip
     assert tables == [
         ("ai_chatbot", "Chat"), ("ai_chatbot", "Message"), ("ai_chatbot", "Vote"),
+        ("ai_chatbot", "checkpoint_messages"), ("ai_chatbot", "checkpoint_threads"),
         ("drizzle", "__drizzle_migrations"),
     ]  # fmt: skip
     assert {"id", "createdAt", "title", "userId", "visibility", "lastContext"} <= chat_columns
@@ -92,7 +98,8 @@ def test_many_processes_on_an_empty_database_all_succeed(database: str) -> None:
     created_counts = sorted(int(out.strip()) for out, _ in results)
     assert created_counts[:-1] == [0] * 5 and created_counts[-1] > 0  # exactly one did the work
     with psycopg.connect(database) as conn:
-        assert conn.execute("SELECT count(*) FROM drizzle.__drizzle_migrations").fetchone() == (1,)
+        applied = conn.execute("SELECT count(*) FROM drizzle.__drizzle_migrations").fetchone()
+        assert applied == (len(MIGRATIONS),)
         versions = conn.execute("SELECT count(*), count(DISTINCT v) FROM checkpoint_migrations")
         total, distinct = versions.fetchone()
         assert total == distinct == len(PostgresSaver.MIGRATIONS)
@@ -147,6 +154,7 @@ def test_least_privileged_role_starts_after_an_owner_ran_setup(database: str, se
             "GRANT USAGE ON SCHEMA public, ai_chatbot, drizzle TO app_min;"
             "GRANT SELECT, INSERT, UPDATE, DELETE "
             "ON ALL TABLES IN SCHEMA public, ai_chatbot, drizzle TO app_min;"
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA drizzle TO app_min;"
         )
     app_conninfo = psycopg.conninfo.make_conninfo(database, user="app_min")
     server = serve(make_settings(app_conninfo))

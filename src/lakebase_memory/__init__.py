@@ -1,3 +1,46 @@
 """lakebase-memory: an agent server whose conversations persist in PostgreSQL."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# Loaded on first use, so that `import lakebase_memory` stays light.
+_ACCESS_NAMES = (
+    "AsyncLakebaseClient",
+    "DatabasePrivilege",
+    "LakebaseClient",
+    "SchemaPrivilege",
+    "SequencePrivilege",
+    "TablePrivilege",
+)
+__all__ = ["__version__", *_ACCESS_NAMES]
+
+if TYPE_CHECKING:
+    from lakebase_memory.access import (
+        AsyncLakebaseClient as AsyncLakebaseClient,
+    )
+    from lakebase_memory.access import (
+        DatabasePrivilege as DatabasePrivilege,
+    )
+    from lakebase_memory.access import (
+        LakebaseClient as LakebaseClient,
+    )
+    from lakebase_memory.access import (
+        SchemaPrivilege as SchemaPrivilege,
+    )
+    from lakebase_memory.access import (
+        SequencePrivilege as SequencePrivilege,
+    )
+    from lakebase_memory.access import (
+        TablePrivilege as TablePrivilege,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ACCESS_NAMES:
+        from lakebase_memory import access
+
+        return getattr(access, name)
+    raise AttributeError(f"module 'lakebase_memory' has no attribute {name!r}")

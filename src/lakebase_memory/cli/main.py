@@ -2,49 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
 import typer
 
 from lakebase_memory.cli.configure import configure
+from lakebase_memory.cli.doctor import doctor
+from lakebase_memory.cli.grant import grant
 from lakebase_memory.cli.local_lakebase import local_lakebase
+from lakebase_memory.cli.setup import setup
 from lakebase_memory.cli.start_app import start
 from lakebase_memory.config import load_settings
-from lakebase_memory.database import check_login, open_target
-from lakebase_memory.errors import LakebaseMemoryError
-from lakebase_memory.schema import ensure_schema
 
 app = typer.Typer(help="lakebase-memory: agent memory in PostgreSQL.", no_args_is_help=True)
 app.command("start", help="Start the server (same as start-app).")(start)
 app.command("configure")(configure)
 app.command("local-lakebase")(local_lakebase)
-
-
-@app.command()
-def setup() -> None:
-    """Create or upgrade the schema objects now, as the configured (owner) role."""
-    settings = load_settings()
-
-    async def run() -> list[str]:
-        target = await asyncio.to_thread(open_target, settings)
-        try:
-            version = await check_login(target)
-            typer.echo(f"database: {target.kind.value} PostgreSQL {version} at {target.location}")
-            return await ensure_schema(await target.login_conninfo(), settings.checkpoint_schema)
-        finally:
-            await asyncio.to_thread(target.close)
-
-    try:
-        created = asyncio.run(run())
-    except LakebaseMemoryError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-    for line in created:
-        typer.echo(f"✓ created {line}")
-    if not created:
-        typer.echo("✓ everything is up to date")
+app.command("doctor")(doctor)
+app.command("setup")(setup)
+app.command("grant")(grant)
 
 
 @app.command()

@@ -26,8 +26,11 @@ SDK_FIELDS = {
 INSTALL_HINT = "The Databricks SDK is missing: `uv sync --extra databricks`."
 
 
-def sdk_config(settings: Settings) -> Config:
-    """The SDK's Config with whatever the settings hold; the SDK resolves the rest."""
+def sdk_config(settings: Settings, **overrides: Any) -> Config:
+    """The SDK's Config with whatever the settings hold; the SDK resolves the rest.
+
+    `overrides` are further Config arguments, e.g. `retry_timeout_seconds`.
+    """
     try:
         from databricks.sdk.core import Config
     except ImportError as error:
@@ -37,10 +40,10 @@ def sdk_config(settings: Settings) -> Config:
         for field, sdk_name in SDK_FIELDS.items()
         if getattr(settings, field)
     }
-    return Config(**kwargs)
+    return Config(**kwargs, **overrides)
 
 
-def workspace_client(settings: Settings) -> WorkspaceClient:
+def workspace_client(settings: Settings, **overrides: Any) -> WorkspaceClient:
     from databricks.sdk import WorkspaceClient
 
-    return WorkspaceClient(config=sdk_config(settings))
+    return WorkspaceClient(config=sdk_config(settings, **overrides))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -61,9 +62,9 @@ class LakebaseSpec:
         return self.value
 
 
-def lakebase_spec(settings: Settings) -> LakebaseSpec | None:
-    """The Lakebase configuration in the settings, or None; contradictions are errors."""
-    chosen = [
+def configured_targets(settings: Settings) -> list[str]:
+    """The Lakebase target settings that are set (more than one is a contradiction)."""
+    return [
         name
         for name, value in (
             ("LAKEBASE_INSTANCE_NAME", settings.lakebase_instance_name),
@@ -75,6 +76,11 @@ def lakebase_spec(settings: Settings) -> LakebaseSpec | None:
         )
         if value
     ]
+
+
+def lakebase_spec(settings: Settings) -> LakebaseSpec | None:
+    """The Lakebase configuration in the settings, or None; contradictions are errors."""
+    chosen = configured_targets(settings)
     if len(chosen) > 1:
         raise ConfigurationError(
             f"More than one Lakebase target is configured ({', '.join(chosen)}): keep exactly "
@@ -183,6 +189,7 @@ class LakebaseConnector:
         self.endpoint: str | None = spec.value if spec.kind is LakebaseKind.ENDPOINT else None
         self._credential: Credential | None = None
         self._lock = asyncio.Lock()
+        self._blocking_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -301,6 +308,13 @@ class LakebaseConnector:
                 )
             return self._credential.token
 
+    def password_blocking(self) -> str:
+        """`password()` for synchronous callers (a sync connection pool); same cache."""
+        with self._blocking_lock:
+            if self._credential is None or not self._credential.fresh(time.time()):
+                self._credential = self._mint()
+            return self._credential.token
+
     def _mint(self) -> Credential:
         from databricks.sdk.errors import DatabricksError
 
@@ -325,6 +339,10 @@ class LakebaseConnector:
         if self._credential is None:
             return None
         return self._credential.expires - self._credential.issued
+
+    def token_expires(self) -> float | None:
+        """When the current credential expires (seconds since the epoch), if one was minted."""
+        return None if self._credential is None else self._credential.expires
 
     def conninfo(self) -> str:
         """Where and who, without the password (the pool asks `password()` at each login)."""

@@ -8,6 +8,7 @@ from lakebase_memory.memory.chat_messages import (
 )
 from lakebase_memory.memory.checkpointer import make_checkpointer
 from lakebase_memory.memory.history import message_text, new_messages
+from lakebase_memory.memory.saver import AsyncLinearPostgresSaver, LinearPostgresSaver
 from lakebase_memory.memory.threads import (
     InvalidCursorError,
     ThreadCatalogue,
@@ -20,8 +21,10 @@ from lakebase_memory.memory.threads import (
 
 __all__ = [
     "ROLES",
+    "AsyncLinearPostgresSaver",
     "ChatMessages",
     "InvalidCursorError",
+    "LinearPostgresSaver",
     "MessageNotFoundError",
     "ThreadCatalogue",
     "ThreadNotFoundError",

@@ -21,6 +21,8 @@ CHECKPOINT_TABLES = (
     "checkpoint_blobs",
     "checkpoint_writes",
 )
+# The linear saver's message log (migration 0002), in the chat schema where the grants reach.
+MESSAGE_LOG_TABLES = ("checkpoint_threads", "checkpoint_messages")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,31 @@ CREATE TABLE IF NOT EXISTS ai_chatbot."Vote" (
     "isUpvoted" boolean NOT NULL,
     PRIMARY KEY ("chatId", "messageId")
 );
+""",
+    ),
+    # The linear message log of `memory.saver` (issue 6): each message of a thread stored once,
+    # checkpoints refer to it by sequence number. `checkpoint_threads` is one row per thread:
+    # the lock that fences its writers, the next free sequence number, and a generation that
+    # changes whenever log entries are deleted, so in-process caches know to drop them.
+    Migration(
+        "0002_checkpoint_message_log",
+        """
+CREATE TABLE IF NOT EXISTS ai_chatbot.checkpoint_threads (
+    thread_id text PRIMARY KEY,
+    generation uuid NOT NULL DEFAULT gen_random_uuid(),
+    next_seq integer NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ai_chatbot.checkpoint_messages (
+    thread_id text NOT NULL,
+    seq integer NOT NULL,
+    message_id text,
+    type text NOT NULL,
+    blob bytea NOT NULL,
+    PRIMARY KEY (thread_id, seq)
+);
+CREATE INDEX IF NOT EXISTS checkpoint_messages_message_id_idx
+    ON ai_chatbot.checkpoint_messages (thread_id, message_id);
 """,
     ),
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import time
 
 import psycopg
@@ -77,7 +78,8 @@ async def ensure_schema(conninfo: str, checkpoint_schema: str = "public") -> lis
 def _lacks(role: str, missing: list[str]) -> str:
     return (
         f"Role '{role}' lacks privileges the app needs: {', '.join(missing)}. "
-        "Grant them as the tables' owner (README: Deploy to Databricks Apps)."
+        f"Grant them as the tables' owner: `lakebase-memory grant {shlex.quote(role)}` "
+        "(or its --sql output in a SQL editor; README: Access control)."
     )
 
 

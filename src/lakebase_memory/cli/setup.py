@@ -1,0 +1,101 @@
+"""`lakebase-memory setup`: create or upgrade the app's schema objects now, as the owner.
+
+For teams that do not let the app's own role create tables: an owner runs this once (and after
+each upgrade), then grants the app's role what it needs with `lakebase-memory grant`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import psycopg
+import typer
+
+from lakebase_memory.config import Settings, load_settings
+from lakebase_memory.database import check_login, open_target
+from lakebase_memory.database.pool import CONNECTION_KWARGS
+from lakebase_memory.errors import LakebaseMemoryError
+from lakebase_memory.schema import BOOKKEEPING_SCHEMA, CHAT_SCHEMA, ensure_schema
+
+KINDS = {"n": "schema", "r": "table", "p": "table", "S": "sequence", "v": "view"}
+# The app's schemas and their tables, sequences and views, with their owners (indexes go with
+# their tables). Schemas are listed as kind 'n'.
+OBJECTS_SQL = """
+SELECT 'n' AS kind, nspname AS schema, NULL AS name, pg_get_userbyid(nspowner) AS owner
+FROM pg_namespace WHERE nspname = ANY(%(schemas)s)
+UNION ALL
+SELECT c.relkind::text, n.nspname, c.relname, pg_get_userbyid(c.relowner)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'S', 'v')
+"""
+
+
+@dataclass(frozen=True)
+class SchemaObject:
+    schema: str
+    name: str | None
+    kind: str
+    owner: str
+
+    def __str__(self) -> str:
+        if self.name is None:
+            return f"schema {self.schema}"
+        return f'{KINDS.get(self.kind, self.kind)} {self.schema}."{self.name}"'
+
+    @property
+    def sort_key(self) -> tuple[str, str, str]:
+        # A schema first, then its tables, sequences and indexes by name.
+        return (self.schema, self.name or "", self.kind)
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    role: str
+    steps: list[str]  # the migrations applied, as ensure_schema reports them
+    created: list[SchemaObject]  # what exists now and did not before
+
+
+def setup() -> None:
+    """Create or upgrade the schema objects now, as the owner, and print what was created."""
+    settings = load_settings()
+    try:
+        report = asyncio.run(run_setup(settings))
+    except LakebaseMemoryError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    for step in report.steps:
+        typer.echo(f"✓ created {step}")
+    if not report.steps:
+        typer.echo(f"✓ everything is up to date (checked as role {report.role})")
+        return
+    typer.echo(f"{len(report.created)} object(s) created, owned by {report.role}:")
+    for item in report.created:
+        typer.echo(f"  + {item}")
+    typer.echo(
+        "next: let the app's role use them with `lakebase-memory grant <principal>` (run as "
+        f"{report.role}), then check with `lakebase-memory doctor` in the app's configuration."
+    )
+
+
+async def run_setup(settings: Settings) -> SetupReport:
+    target = await asyncio.to_thread(open_target, settings)
+    try:
+        version = await check_login(target)
+        typer.echo(f"database: {target.kind.value} PostgreSQL {version} at {target.location}")
+        conninfo = await target.login_conninfo()
+        schemas = list(dict.fromkeys([settings.checkpoint_schema, CHAT_SCHEMA, BOOKKEEPING_SCHEMA]))
+        role, before = await _objects(conninfo, schemas)
+        steps = await ensure_schema(conninfo, settings.checkpoint_schema)
+        _, after = await _objects(conninfo, schemas)
+        return SetupReport(role, steps, sorted(after - before, key=lambda o: o.sort_key))
+    finally:
+        await asyncio.to_thread(target.close)
+
+
+async def _objects(conninfo: str, schemas: list[str]) -> tuple[str, set[SchemaObject]]:
+    async with await psycopg.AsyncConnection.connect(conninfo, **CONNECTION_KWARGS) as conn:
+        cursor = await conn.execute(OBJECTS_SQL, {"schemas": schemas})
+        rows = await cursor.fetchall()
+        found = {SchemaObject(r["schema"], r["name"], r["kind"], r["owner"]) for r in rows}
+        return conn.info.user, found

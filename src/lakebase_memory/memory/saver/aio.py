@@ -1,0 +1,271 @@
+"""`AsyncLinearPostgresSaver`: the linear saver on an `AsyncConnection` or `AsyncConnectionPool`.
+
+No lock spans the saver: with a pool, independent threads run in parallel up to the pool's
+size, and writers of the same thread queue on that thread's row lock in the database. Only
+a single shared connection is guarded, since it can run one transaction at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager, nullcontext
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from lakebase_memory.memory.saver import sql
+from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
+from lakebase_memory.memory.saver.ops import (
+    AfterCommit,
+    BaseLinearSaver,
+    Op,
+    check_prune_arguments,
+)
+
+T = TypeVar("T")
+AsyncConn = AsyncConnection[Any] | AsyncConnectionPool[Any]
+
+
+async def adrive(cur: AsyncCursor[DictRow], op: Op[T]) -> T:
+    """Run an operation's queries in order, sending each one's rows back."""
+    try:
+        query = next(op)
+        while True:
+            if query.many:
+                await cur.executemany(query.sql, query.params or [])
+                rows: list[dict[str, Any]] = []
+            else:
+                await cur.execute(query.sql, query.params)
+                rows = await cur.fetchall() if query.fetch else []
+            query = op.send(rows)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class AsyncLinearPostgresSaver(BaseLinearSaver):
+    """The async twin of `LinearPostgresSaver` (same storage, same decisions).
+
+    Args:
+        conn: an `AsyncConnection` with `autocommit=True`, or a pool of such connections
+            (the app's pool: concurrency is bounded by the pool alone).
+        serde: the serializer for channel values and writes.
+        cache_threads: how many threads' decoded messages to keep in memory (0: none).
+
+    The sync methods work from other threads than the event loop's, like the stock
+    `AsyncPostgresSaver`'s; on the loop's thread use the `a`-methods.
+    """
+
+    def __init__(
+        self,
+        conn: AsyncConn,
+        *,
+        serde: SerializerProtocol | None = None,
+        cache_threads: int = DEFAULT_MAX_THREADS,
+    ) -> None:
+        super().__init__(serde=serde, cache_threads=cache_threads)
+        if isinstance(conn, AsyncConnection) and not conn.autocommit:
+            raise ValueError(
+                "AsyncLinearPostgresSaver needs a connection opened with autocommit=True"
+            )
+        self.conn = conn
+        self._conn_lock = asyncio.Lock() if isinstance(conn, AsyncConnection) else None
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        cache_threads: int = DEFAULT_MAX_THREADS,
+    ) -> AsyncIterator[AsyncLinearPostgresSaver]:
+        """A saver on one new connection, closed when the context ends."""
+        async with await AsyncConnection.connect(
+            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
+        ) as conn:
+            yield cls(conn, serde=serde, cache_threads=cache_threads)
+
+    async def setup(self) -> None:
+        """Create or upgrade the stock checkpoint tables and the message log tables."""
+        async with self._connection() as conn:
+            await AsyncPostgresSaver(conn).setup()  # type: ignore[arg-type]
+            await conn.execute(sql.CREATE_CHAT_SCHEMA)
+            await conn.execute(sql.LOG_TABLES_DDL.encode(), prepare=False)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        if isinstance(self.conn, AsyncConnectionPool):
+            async with self.conn.connection() as conn:
+                if not conn.autocommit:
+                    raise ValueError(
+                        "AsyncLinearPostgresSaver needs pooled connections with "
+                        "autocommit=True (AsyncConnectionPool(..., kwargs={'autocommit': True}))"
+                    )
+                yield conn
+        else:
+            assert self._conn_lock is not None
+            async with self._conn_lock:
+                yield self.conn
+
+    async def _run(self, make: Callable[[AfterCommit], Op[T]], *, write: bool = False) -> T:
+        after: AfterCommit = []
+        async with (
+            self._connection() as conn,
+            conn.transaction() if write else nullcontext(),
+            conn.cursor(binary=True, row_factory=dict_row) as cur,
+        ):
+            result = await adrive(cur, make(after))
+        for step in after:  # only once committed
+            step()
+        return result
+
+    # -- BaseCheckpointSaver, async --------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint `config` names, or the thread's latest; None if there is none."""
+        return await self._run(lambda _: self._op_get_tuple(config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Checkpoints matching `config`, metadata `filter` and `before`, newest first."""
+        for item in await self._run(lambda _: self._op_list(config, filter, before, limit)):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint, as a child of `config`'s checkpoint_id; returns its config."""
+        return await self._run(
+            lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
+            write=True,
+        )
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Save a task's pending writes on `config`'s checkpoint (idempotent per task)."""
+        await self._run(
+            lambda after: self._op_put_writes(config, writes, task_id, task_path, after),
+            write=True,
+        )
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Erase the thread: checkpoints, blobs, writes and its message log."""
+        await self._run(lambda after: self._op_delete_thread(thread_id, after), write=True)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Fork: the target gets every checkpoint, write and message of the source.
+
+        Raises:
+            ValueError: the target already has checkpoints.
+        """
+        await self._run(
+            lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
+            write=True,
+        )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """`keep_latest`: keep each namespace's newest checkpoint; `delete`: erase the threads.
+
+        One transaction per thread, so a long list does not hold many locks at once.
+        """
+        for thread_id in check_prune_arguments(thread_ids, strategy):
+            if strategy == "delete":
+                await self.adelete_thread(thread_id)
+            else:
+                await self._run(
+                    lambda after, t=thread_id: self._op_prune_keep_latest(t, after), write=True
+                )
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) that these runs created."""
+        if run_ids := [str(r) for r in run_ids]:
+            await self._run(lambda after: self._op_delete_for_runs(run_ids, after), write=True)
+
+    # -- the sync interface, from other threads ---------------------------------------------
+
+    def _from_thread(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "sync calls to AsyncLinearPostgresSaver would block its event loop: on the "
+                "loop's thread use the async methods (`await saver.aget_tuple(...)`, "
+                "`await graph.ainvoke(...)`)"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._from_thread(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        yield from self._from_thread(
+            self._run(lambda _: self._op_list(config, filter, before, limit))
+        )
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._from_thread(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._from_thread(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._from_thread(self.adelete_thread(thread_id))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._from_thread(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._from_thread(self.aprune(thread_ids, strategy=strategy))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._from_thread(self.adelete_for_runs(run_ids))

@@ -1,0 +1,259 @@
+"""`LinearPostgresSaver`: the linear saver on a psycopg `Connection` or `ConnectionPool`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from psycopg import Connection, Cursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
+
+from lakebase_memory.memory.saver import sql
+from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
+from lakebase_memory.memory.saver.ops import (
+    AfterCommit,
+    BaseLinearSaver,
+    Op,
+    check_prune_arguments,
+)
+
+T = TypeVar("T")
+SyncConn = Connection[Any] | ConnectionPool[Any]
+
+
+def drive(cur: Cursor[DictRow], op: Op[T]) -> T:
+    """Run an operation's queries in order, sending each one's rows back."""
+    try:
+        query = next(op)
+        while True:
+            if query.many:
+                cur.executemany(query.sql, query.params or [])
+                rows: list[dict[str, Any]] = []
+            else:
+                cur.execute(query.sql, query.params)
+                rows = cur.fetchall() if query.fetch else []
+            query = op.send(rows)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class LinearPostgresSaver(BaseLinearSaver):
+    """A LangGraph checkpointer whose storage grows with the conversation, not its square.
+
+    Same tables and API as LangGraph's `PostgresSaver`, plus `copy_thread`, `prune` and
+    `delete_for_runs`; a channel holding a list of messages is kept in a per-thread message
+    log, each message once (see `lakebase_memory.memory.saver`).
+
+    Args:
+        conn: a connection with `autocommit=True`, or a pool of such connections. With a pool,
+            calls from several threads run in parallel, one pooled connection each; a single
+            connection is used by one call at a time.
+        serde: the serializer for channel values and writes (LangGraph's default otherwise).
+        cache_threads: how many threads' decoded messages to keep in memory (0: none).
+    """
+
+    def __init__(
+        self,
+        conn: SyncConn,
+        *,
+        serde: SerializerProtocol | None = None,
+        cache_threads: int = DEFAULT_MAX_THREADS,
+    ) -> None:
+        super().__init__(serde=serde, cache_threads=cache_threads)
+        if isinstance(conn, Connection) and not conn.autocommit:
+            raise ValueError("LinearPostgresSaver needs a connection opened with autocommit=True")
+        self.conn = conn
+        # Only a single shared connection needs it: a pool hands each call its own.
+        self._conn_lock = threading.Lock() if isinstance(conn, Connection) else None
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        cache_threads: int = DEFAULT_MAX_THREADS,
+    ) -> Iterator[LinearPostgresSaver]:
+        """A saver on one new connection, closed when the context ends."""
+        with Connection.connect(
+            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
+        ) as conn:
+            yield cls(conn, serde=serde, cache_threads=cache_threads)
+
+    def setup(self) -> None:
+        """Create or upgrade the stock checkpoint tables and the message log tables.
+
+        The app runs the same migrations in `schema.ensure_schema`; library users call this
+        once, with a role that may create tables.
+        """
+        with self._connection() as conn:
+            PostgresSaver(conn).setup()  # type: ignore[arg-type]
+            conn.execute(sql.CREATE_CHAT_SCHEMA)
+            conn.execute(sql.LOG_TABLES_DDL.encode(), prepare=False)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        if isinstance(self.conn, ConnectionPool):
+            with self.conn.connection() as conn:
+                if not conn.autocommit:
+                    raise ValueError(
+                        "LinearPostgresSaver needs pooled connections with autocommit=True "
+                        "(ConnectionPool(..., kwargs={'autocommit': True}))"
+                    )
+                yield conn
+        else:
+            assert self._conn_lock is not None
+            with self._conn_lock:
+                yield self.conn
+
+    def _run(self, make: Callable[[AfterCommit], Op[T]], *, write: bool = False) -> T:
+        after: AfterCommit = []
+        with (
+            self._connection() as conn,
+            conn.transaction() if write else nullcontext(),
+            conn.cursor(binary=True, row_factory=dict_row) as cur,
+        ):
+            result = drive(cur, make(after))
+        for step in after:  # only once committed
+            step()
+        return result
+
+    # -- BaseCheckpointSaver ---------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint `config` names, or the thread's latest; None if there is none."""
+        return self._run(lambda _: self._op_get_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints matching `config`, metadata `filter` and `before`, newest first."""
+        yield from self._run(lambda _: self._op_list(config, filter, before, limit))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint, as a child of `config`'s checkpoint_id; returns its config."""
+        return self._run(
+            lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
+            write=True,
+        )
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Save a task's pending writes on `config`'s checkpoint (idempotent per task)."""
+        self._run(
+            lambda after: self._op_put_writes(config, writes, task_id, task_path, after),
+            write=True,
+        )
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Erase the thread: checkpoints, blobs, writes and its message log."""
+        self._run(lambda after: self._op_delete_thread(thread_id, after), write=True)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Fork: the target gets every checkpoint, write and message of the source.
+
+        Raises:
+            ValueError: the target already has checkpoints.
+        """
+        self._run(
+            lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
+            write=True,
+        )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """`keep_latest`: keep each namespace's newest checkpoint; `delete`: erase the threads.
+
+        One transaction per thread, so a long list does not hold many locks at once.
+        """
+        for thread_id in check_prune_arguments(thread_ids, strategy):
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+            else:
+                self._run(
+                    lambda after, t=thread_id: self._op_prune_keep_latest(t, after), write=True
+                )
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) that these runs created."""
+        if run_ids := [str(r) for r in run_ids]:
+            self._run(lambda after: self._op_delete_for_runs(run_ids, after), write=True)
+
+    # The async interface runs the sync one in a worker thread, for async callers (and the
+    # conformance suite, which is async only).
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def read() -> list[CheckpointTuple]:
+            return list(self.list(config, filter=filter, before=before, limit=limit))
+
+        for item in await asyncio.to_thread(read):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
