@@ -132,3 +132,81 @@ def test_database_outage_is_503_and_recovers(scratch_dir, serve) -> None:
             ]
     finally:
         embedded.stop()
+
+
+def test_values_the_database_cannot_store_are_422(client: httpx.Client) -> None:
+    nul_text = client.post(
+        "/invocations", json={"input": [{"role": "user", "content": "a\u0000b"}]}
+    )
+    assert "NUL" in error_of(nul_text, 422)["message"]
+    nul_id = client.post(
+        "/invocations", json={"input": "x", "custom_inputs": {"thread_id": "a\u0000"}}
+    )
+    assert error_of(nul_id, 422)["code"] == "invalid_thread_id"
+    long_id = client.post(
+        "/invocations", json={"input": "x", "custom_inputs": {"thread_id": "t" * 600}}
+    )
+    assert "at most 512" in error_of(long_id, 422)["message"]
+    assert error_of(client.get("/api/threads/a%00b"), 422)["code"] == "invalid_value"
+    assert client.get("/api/threads").json()["threads"] == []  # nothing half-written
+
+
+def test_a_thread_id_cannot_take_over_another_threads_chat(client: httpx.Client) -> None:
+    import uuid
+
+    from lakebase_memory.memory.threads import _DERIVED_ID_NAMESPACE
+
+    squatter = str(uuid.uuid5(_DERIVED_ID_NAMESPACE, "foo"))
+    say(client, "first", squatter)
+    clash = client.post("/invocations", json={"input": "x", "custom_inputs": {"thread_id": "foo"}})
+    assert error_of(clash, 409)["code"] == "thread_conflict"
+    upper = squatter.upper()  # another spelling of the same UUID is another thread
+    say(client, "other spelling", upper)
+    ids = {t["id"] for t in client.get("/api/threads").json()["threads"]}
+    assert ids == {squatter, upper}
+
+
+def test_a_thread_deleted_during_its_turn_stays_deleted(database: str, serve) -> None:
+    import asyncio
+    import threading
+
+    import psycopg
+
+    from lakebase_memory.agent.models.echo import EchoChatModel
+
+    class SlowEcho(EchoChatModel):
+        async def _agenerate(self, *args, **kwargs):
+            await asyncio.sleep(1.5)
+            return await super()._agenerate(*args, **kwargs)
+
+        async def _astream(self, *args, **kwargs):
+            await asyncio.sleep(1.5)
+            async for chunk in super()._astream(*args, **kwargs):
+                yield chunk
+
+    server = serve(make_settings(database), model=SlowEcho())
+    with server.client() as client:
+        replies: list[httpx.Response] = []
+        body = {"input": "late answer", "custom_inputs": {"thread_id": "doomed"}}
+        worker = threading.Thread(
+            target=lambda: replies.append(client.post("/invocations", json=body))
+        )
+        worker.start()
+        time.sleep(0.7)  # the turn is running: the chat exists, the model is thinking
+        assert client.delete("/api/threads/doomed").status_code == 204
+        worker.join(timeout=30)
+        assert replies and replies[0].status_code == 200
+        assert client.get("/api/threads/doomed").status_code == 404
+        with psycopg.connect(database) as conn:
+            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+                row = conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE thread_id = 'doomed'"
+                ).fetchone()
+                assert row == (0,), table
+        # Reusing the id starts from nothing.
+        assert (
+            "You have sent 1 message"
+            in client.post(
+                "/invocations", json={"input": "new", "custom_inputs": {"thread_id": "doomed"}}
+            ).json()["output"][0]["content"][0]["text"]
+        )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import psycopg
 import typer
 import uvicorn
 from fastapi import FastAPI
+from psycopg_pool import PoolTimeout
 
 from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.errors import LakebaseMemoryError
@@ -31,11 +33,17 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         try:
             self._app.state.runtime = await AppRuntime.start(self._settings)
-        except LakebaseMemoryError as error:
+        except (LakebaseMemoryError, psycopg.Error, PoolTimeout, OSError) as error:
             typer.echo(f"error: {error}", err=True)
             self.should_exit = True  # uvicorn then returns without serving
             return
-        await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        except BaseException:
+            # uvicorn exits from here when it cannot bind: close what we opened first, so no
+            # embedded database is left running.
+            await self._app.state.runtime.close()
+            raise
         if self.started:
             typer.echo(f"lakebase-memory is ready at {self._url}  (Ctrl-C stops it)")
 

@@ -168,7 +168,11 @@ class EmbeddedPostgres:
             self.pgdata, Path(tempfile.gettempdir()) / "lakebase-memory-sockets"
         )
         if socket_dir != self.pgdata:
-            socket_dir.chmod(0o777)
+            # A shared temporary folder: only the server's own user may reach the socket
+            # (login is trusted on it), never everyone.
+            self._give_to_system_user(socket_dir)
+            if self._run_as is None:
+                socket_dir.chmod(0o700)
         (socket_dir / f".s.PGSQL.{PORT}.lock").unlink(missing_ok=True)
         logger.info("starting embedded PostgreSQL (socket in %s)", socket_dir)
         self._pg_ctl(

@@ -364,7 +364,7 @@ class LakebaseConnector:
             cause = (
                 f'PostgreSQL role "{self.user}" does not exist on the instance. An instance '
                 "owner must create it: CREATE EXTENSION IF NOT EXISTS databricks_auth; "
-                f"SELECT databricks_create_role('{self.user}', '{kind}');"
+                f"SELECT databricks_create_role({sql_literal(self.user)}, '{kind}');"
             )
         elif "password authentication failed" in text:
             cause = (
@@ -374,6 +374,15 @@ class LakebaseConnector:
         else:
             cause = text.splitlines()[0] if text else type(error).__name__
         return failure_text(self.name, self.settings, cause)
+
+
+def sql_literal(value: str | None) -> str:
+    """A string as a SQL literal, for fixes a user will paste into a SQL editor."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_identifier(value: str | None) -> str:
+    return '"' + str(value).replace('"', '""') + '"'
 
 
 def _timestamp(value: Any) -> float | None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from lakebase_memory.database.lakebase import failure_text
+from lakebase_memory.database.lakebase import failure_text, sql_identifier, sql_literal
 from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.database.targets import DatabaseTarget, TargetKind, open_target
 from lakebase_memory.diagnosis.context import Context
@@ -99,13 +99,14 @@ def _no_role(ctx: Context, user: str, lakebase: bool) -> tuple[str, str]:
     if not lakebase:
         return (
             f'PostgreSQL role "{user}" does not exist',
-            f"As a superuser: CREATE ROLE \"{user}\" LOGIN PASSWORD '<password>'; then, as the "
+            f"As a superuser: CREATE ROLE {sql_identifier(user)} LOGIN PASSWORD '<password>'; "
+            "then, as the "
             f"tables' owner: `lakebase-memory grant {user}`.",
         )
     kind = "SERVICE_PRINCIPAL" if _is_uuid(user) else "USER"
     sql = (
         f"CREATE EXTENSION IF NOT EXISTS databricks_auth; "
-        f"SELECT databricks_create_role('{user}', '{kind}');"
+        f"SELECT databricks_create_role({sql_literal(user)}, '{kind}');"
     )
     fix = (
         f"As the instance owner: `lakebase-memory grant {user} --type {kind}` (creates the role "

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
@@ -29,6 +30,10 @@ class ThreadNotFoundError(LookupError):
     def __init__(self, thread_id: str) -> None:
         super().__init__(f"No thread '{thread_id}' for this user.")
         self.thread_id = thread_id
+
+
+class ThreadConflictError(ValueError):
+    """Two different thread ids would share one chat id."""
 
 
 class InvalidCursorError(ValueError):
@@ -61,10 +66,15 @@ class ThreadPage:
 
 
 def chat_id_for(thread_id: str) -> uuid.UUID:
+    # Only the canonical spelling is the chat id itself: "{...}" or upper-case forms of the
+    # same UUID are other thread ids and get derived ids of their own.
     try:
-        return uuid.UUID(thread_id)
+        parsed = uuid.UUID(thread_id)
+        if str(parsed) == thread_id:
+            return parsed
     except ValueError:
-        return uuid.uuid5(_DERIVED_ID_NAMESPACE, thread_id)
+        pass
+    return uuid.uuid5(_DERIVED_ID_NAMESPACE, thread_id)
 
 
 def title_from(text: str) -> str:
@@ -96,10 +106,16 @@ class ThreadCatalogue:
             "RETURNING {cols}"
         ).format(chat=_CHAT, cols=_COLUMNS)
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                query,
-                (chat_id_for(thread_id), thread_id, title_from(first_text), user_id, now, now),
-            )
+            try:
+                cursor = await conn.execute(
+                    query,
+                    (chat_id_for(thread_id), thread_id, title_from(first_text), user_id, now, now),
+                )
+            except psycopg.errors.UniqueViolation as error:
+                raise ThreadConflictError(
+                    f"Thread id '{thread_id}' maps to the chat id of another thread; "
+                    "choose another id."
+                ) from error
             row = await cursor.fetchone()
         if row is None:
             raise ThreadNotFoundError(thread_id)
@@ -125,6 +141,11 @@ class ThreadCatalogue:
         if row is None:
             raise ThreadNotFoundError(thread_id)
         return _summary(row)
+
+    async def exists(self, thread_id: str) -> bool:
+        query = sql.SQL('SELECT 1 FROM {chat} WHERE "threadId" = %s').format(chat=_CHAT)
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(query, (thread_id,))).fetchone() is not None
 
     async def list(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> ThreadPage:
         """The user's threads, most recently active first, `limit` at a time."""

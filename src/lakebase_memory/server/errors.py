@@ -25,8 +25,12 @@ from lakebase_memory.errors import (
     ModelError,
 )
 from lakebase_memory.memory.chat_messages import MessageNotFoundError
-from lakebase_memory.memory.threads import InvalidCursorError, ThreadNotFoundError
-from lakebase_memory.server.protocol import INPUT_ITEM_TAGS
+from lakebase_memory.memory.threads import (
+    InvalidCursorError,
+    ThreadConflictError,
+    ThreadNotFoundError,
+)
+from lakebase_memory.server.protocol import INPUT_ITEM_TAGS, InvalidThreadIdError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class ApiError(Exception):
 
 KNOWN_ERRORS = (
     ApiError,
+    InvalidThreadIdError,
+    ThreadConflictError,
+    psycopg.DataError,
     ThreadNotFoundError,
     InvalidCursorError,
     MessageNotFoundError,
@@ -81,6 +88,15 @@ def _api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiEr
         return error
     if isinstance(error, ThreadNotFoundError):
         return ApiError(404, "thread_not_found", str(error))
+    if isinstance(error, InvalidThreadIdError):
+        return ApiError(422, "invalid_thread_id", str(error))
+    if isinstance(error, ThreadConflictError):
+        return ApiError(409, "thread_conflict", str(error))
+    if isinstance(error, (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)):
+        # A value the database cannot store (NUL byte, an index row too large): the input's
+        # fault, not an outage.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return ApiError(422, "invalid_value", f"The database refused a value: {first_line}")
     if isinstance(error, MessageNotFoundError):
         return ApiError(404, "message_not_found", str(error))
     if isinstance(error, InvalidCursorError):

@@ -25,11 +25,28 @@ class ContentPart(BaseModel):
     text: str
 
 
+MAX_THREAD_ID_CHARS = 512  # ids are primary-key parts: keep them well inside index limits
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL characters; refuse them here with a 422.
+    if "\x00" in value:
+        raise ValueError("text may not contain NUL (\\u0000) characters")
+    return value
+
+
 class MessageItem(BaseModel):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[ContentPart]
     id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_without_nul(cls, value: str | list[ContentPart]) -> str | list[ContentPart]:
+        for text in [value] if isinstance(value, str) else [p.text for p in value]:
+            _no_nul(text)
+        return value
 
     @property
     def text(self) -> str:
@@ -113,9 +130,9 @@ class ResponsesRequest(BaseModel):
         """custom_inputs.thread_id > context.conversation_id > a new UUIDv7 (as the reference)."""
         candidate = (self.custom_inputs or {}).get("thread_id")
         if candidate is not None and str(candidate).strip():
-            return str(candidate)
+            return valid_thread_id(str(candidate))
         if self.context and self.context.conversation_id and self.context.conversation_id.strip():
-            return self.context.conversation_id
+            return valid_thread_id(self.context.conversation_id)
         return str(uuid7())
 
     def messages(self) -> list[BaseMessage]:
@@ -133,6 +150,21 @@ class ResponsesRequest(BaseModel):
             else:
                 messages.append(ToolMessage(content=item.output, tool_call_id=item.call_id))
         return messages
+
+
+class InvalidThreadIdError(ValueError):
+    """A thread id the database cannot key on."""
+
+
+def valid_thread_id(thread_id: str) -> str:
+    if len(thread_id) > MAX_THREAD_ID_CHARS:
+        raise InvalidThreadIdError(
+            f"thread_id is {len(thread_id)} characters long; at most {MAX_THREAD_ID_CHARS} "
+            "are allowed."
+        )
+    if "\x00" in thread_id:
+        raise InvalidThreadIdError("thread_id may not contain NUL (\\u0000) characters.")
+    return thread_id
 
 
 def _message_from(item: MessageItem) -> BaseMessage:

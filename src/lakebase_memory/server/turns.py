@@ -79,6 +79,10 @@ async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Eve
 
 async def _sync_chat_messages(runtime: AppRuntime, turn: PreparedTurn) -> None:
     try:
+        if not await runtime.threads.exists(turn.thread_id):
+            # Deleted while this turn ran: its late checkpoint writes must not revive it.
+            await runtime.checkpointer.adelete_thread(turn.thread_id)
+            return
         state = await runtime.graph.aget_state(turn.config)
         await runtime.messages.sync(turn.thread_id, state.values.get("messages", []))
     except Exception as error:  # the turn's own outcome matters more; the next turn catches up

@@ -267,12 +267,22 @@ async function answer(text) {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
     if (!response.ok) throw await errorFrom(response);
-    const outcome = await readStream(response, view);
+    const sentFrom = state.threadId;
+    const outcome = await readStream(response, view, (threadId) => {
+      // A new chat learns its id from the stream; a user who opened another chat meanwhile
+      // stays where they are.
+      if (state.threadId === sentFrom && threadId !== sentFrom) {
+        state.threadId = threadId;
+        history.replaceState(null, "", `#/chat/${encodeURIComponent(threadId)}`);
+      }
+    });
     if (outcome.error) fail(outcome.error);
     else {
       view.classList.remove("streaming");
       await loadThreads();
-      await selectThread(state.threadId); // the saved version, with ids for votes
+      if (state.threadId === outcome.threadId) {
+        await selectThread(state.threadId); // the saved version, with ids for votes
+      }
     }
   } catch (error) {
     const message = error instanceof TypeError
@@ -284,13 +294,14 @@ async function answer(text) {
   }
 }
 
-async function readStream(response, view) {
+async function readStream(response, view, adopt) {
   const bubble = view.querySelector(".bubble");
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
   let text = "";
   let pending = false;
+  let streamThread = null;
   const paint = () => {
     pending = false;
     renderMarkdown(bubble, text);
@@ -306,12 +317,12 @@ async function readStream(response, view) {
       buffer = buffer.slice(cut + 2);
       if (!frame.startsWith("data: ")) continue;
       const data = frame.slice(6);
-      if (data === "[DONE]") return {};
+      if (data === "[DONE]") return { threadId: streamThread };
       const event = JSON.parse(data);
       const threadId = event.custom_outputs?.thread_id ?? event.response?.custom_outputs?.thread_id;
-      if (threadId && state.threadId !== threadId) {
-        state.threadId = threadId;
-        history.replaceState(null, "", `#/chat/${encodeURIComponent(threadId)}`);
+      if (threadId && threadId !== streamThread) {
+        streamThread = threadId;
+        adopt(threadId);
       }
       if (event.type === "error") return { error: event.error };
       if (event.type === "response.output_text.delta") {
@@ -322,7 +333,8 @@ async function readStream(response, view) {
     }
   }
   paint();
-  return {};
+  // The connection ended without [DONE]: the answer was cut off.
+  return { error: "The answer was cut off: the connection ended early." };
 }
 
 // --- start -------------------------------------------------------------------------------
