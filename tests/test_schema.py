@@ -194,3 +194,35 @@ def test_a_role_without_grants_is_told_which_privileges_are_missing(database: st
     assert 'DELETE on public."checkpoints"' in message
     assert 'SELECT on ai_chatbot."Chat"' in message
     assert "INSERT on public" not in message
+
+
+REFERENCE_CHAT_TABLES = """
+CREATE SCHEMA ai_chatbot;
+CREATE TABLE ai_chatbot."Chat" (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "createdAt" timestamp NOT NULL,
+    title text NOT NULL, "userId" text NOT NULL, visibility varchar NOT NULL DEFAULT 'private',
+    "lastContext" jsonb);
+CREATE TABLE ai_chatbot."Message" (
+    id uuid PRIMARY KEY, "chatId" uuid NOT NULL REFERENCES ai_chatbot."Chat"(id),
+    role varchar NOT NULL, parts json NOT NULL, attachments json NOT NULL,
+    "createdAt" timestamp NOT NULL);
+INSERT INTO ai_chatbot."Chat" (id, "createdAt", title, "userId")
+    VALUES ('0196f1d2-8c1e-7a5b-9f00-000000000001', now(), 'from the reference UI', 'local-user');
+INSERT INTO ai_chatbot."Message" VALUES ('0196f1d2-8c1e-7a5b-9f00-0000000000aa',
+    '0196f1d2-8c1e-7a5b-9f00-000000000001', 'user', '[]', '[]', now());
+"""
+
+
+def test_a_database_the_reference_ui_set_up(database: str, serve) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(REFERENCE_CHAT_TABLES.encode())
+    server = serve(make_settings(database))
+    with server.client() as client:
+        listed = client.get("/api/threads").json()["threads"]
+        assert [(t["id"], t["title"]) for t in listed] == [
+            ("0196f1d2-8c1e-7a5b-9f00-000000000001", "from the reference UI")
+        ]
+        say(client, "a new thread beside it", "new-one")
+        # Its messages have no ON DELETE CASCADE: deleting still works, children first.
+        assert client.delete("/api/threads/0196f1d2-8c1e-7a5b-9f00-000000000001").status_code == 204
+        assert [t["id"] for t in client.get("/api/threads").json()["threads"]] == ["new-one"]

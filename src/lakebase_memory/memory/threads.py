@@ -169,12 +169,21 @@ class ThreadCatalogue:
         async with self._pool.connection() as conn, conn.transaction():
             cursor = await conn.execute(
                 sql.SQL(
-                    'DELETE FROM {chat} WHERE "threadId" = %s AND "userId" = %s RETURNING id'
+                    'SELECT id FROM {chat} WHERE "threadId" = %s AND "userId" = %s FOR UPDATE'
                 ).format(chat=_CHAT),
                 (thread_id, user_id),
             )
-            if await cursor.fetchone() is None:
+            row = await cursor.fetchone()
+            if row is None:
                 raise ThreadNotFoundError(thread_id)
+            # Children first: the reference UI's own tables have no ON DELETE CASCADE.
+            for table, column in (("Vote", "chatId"), ("Message", "chatId"), ("Chat", "id")):
+                await conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                        sql.Identifier("ai_chatbot", table), sql.Identifier(column)
+                    ),
+                    (row["id"],),
+                )
             for table in CHECKPOINT_TABLES[1:]:
                 await conn.execute(
                     sql.SQL("DELETE FROM {} WHERE thread_id = %s").format(

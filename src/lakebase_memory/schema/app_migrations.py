@@ -50,6 +50,15 @@ CREATE TABLE IF NOT EXISTS ai_chatbot."Chat" (
     "threadId" text NOT NULL UNIQUE,
     "updatedAt" timestamp NOT NULL
 );
+-- A database the reference chat UI already set up has "Chat" without these two columns:
+-- add them, and its chats become threads named by their ids.
+ALTER TABLE ai_chatbot."Chat" ADD COLUMN IF NOT EXISTS "threadId" text;
+ALTER TABLE ai_chatbot."Chat" ADD COLUMN IF NOT EXISTS "updatedAt" timestamp;
+UPDATE ai_chatbot."Chat" SET "threadId" = id::text WHERE "threadId" IS NULL;
+UPDATE ai_chatbot."Chat" SET "updatedAt" = "createdAt" WHERE "updatedAt" IS NULL;
+ALTER TABLE ai_chatbot."Chat" ALTER COLUMN "threadId" SET NOT NULL;
+ALTER TABLE ai_chatbot."Chat" ALTER COLUMN "updatedAt" SET NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS "Chat_threadId_key" ON ai_chatbot."Chat" ("threadId");
 CREATE INDEX IF NOT EXISTS "Chat_userId_updatedAt_idx"
     ON ai_chatbot."Chat" ("userId", "updatedAt" DESC, id DESC);
 CREATE TABLE IF NOT EXISTS ai_chatbot."Message" (
