@@ -305,3 +305,14 @@ def test_start_app_from_the_printed_env_lines(local_lakebase, scratch_dir: Path)
         local_lakebase.token_ttl = 3600.0
         process.send_signal(2)
         assert process.wait(timeout=30) == 0
+
+
+def test_suggested_sql_quotes_names(database: str) -> None:
+    from lakebase_memory.database.lakebase import sql_identifier, sql_literal
+
+    name = 'o\'neil "x"@corp.com'
+    with psycopg.connect(database) as conn:  # what a DBA pastes reads back as the name
+        literal = conn.execute(f"SELECT {sql_literal(name)}".encode()).fetchone()
+        column = conn.execute(f"SELECT 1 AS {sql_identifier(name)}".encode()).description
+    assert literal == (name,)
+    assert column is not None and column[0].name == name

@@ -176,3 +176,21 @@ def test_on_databricks_apps_it_binds_the_app_port_on_all_interfaces(
     with app.client() as client:
         assert client.get("/health").json() == {"status": "healthy"}
     assert app.interrupt() == 0
+
+
+def test_a_port_in_use_stops_start_app_and_its_database(scratch_dir: Path) -> None:
+    import socket
+
+    data = scratch_dir / "data"
+    foreign = ("DATABASE_", "PG", "DATABRICKS_", "LAKEBASE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
+    env.update(MODEL_BACKEND="echo", LAKEBASE_MEMORY_DATA_DIR=str(data))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([str(START_APP), "--port", str(port)], cwd=scratch_dir, env=env,
+                                capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert result.returncode != 0
+    assert "address already in use" in (result.stdout + result.stderr).lower()
+    assert postmaster(data) is None  # the embedded database it started was stopped again
