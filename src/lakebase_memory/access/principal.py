@@ -11,12 +11,12 @@ replaced by the client id, and the output says so.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lakebase_memory.access.app_plan import Principal
 from lakebase_memory.access.privileges import IdentityType
+from lakebase_memory.database.lakebase import is_uuid
 from lakebase_memory.errors import LakebaseMemoryError
 
 if TYPE_CHECKING:
@@ -27,14 +27,6 @@ APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 class PrincipalError(LakebaseMemoryError):
     """PRINCIPAL names no identity we can grant to; the message says what to give instead."""
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def resolve_principal(

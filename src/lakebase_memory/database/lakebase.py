@@ -360,11 +360,9 @@ class LakebaseConnector:
     def explain_login_failure(self, error: BaseException) -> str:
         text = str(error).strip()
         if "does not exist" in text and "role" in text:
-            kind = "SERVICE_PRINCIPAL" if _is_uuid(self.user) else "USER"
             cause = (
                 f'PostgreSQL role "{self.user}" does not exist on the instance. An instance '
-                "owner must create it: CREATE EXTENSION IF NOT EXISTS databricks_auth; "
-                f"SELECT databricks_create_role({sql_literal(self.user)}, '{kind}');"
+                f"owner must create it: {create_role_sql(str(self.user))}"
             )
         elif "password authentication failed" in text:
             cause = (
@@ -399,9 +397,22 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def _is_uuid(value: str | None) -> bool:
+def is_uuid(value: str | None) -> bool:
     try:
         uuid.UUID(str(value))
         return True
     except ValueError:
         return False
+
+
+def identity_kind(identity: str) -> str:
+    """Service principals log in as their application id (a UUID), people as their email."""
+    return "SERVICE_PRINCIPAL" if is_uuid(identity) else "USER"
+
+
+def create_role_sql(identity: str) -> str:
+    """The SQL an instance owner runs to give a Databricks identity its Postgres role."""
+    return (
+        "CREATE EXTENSION IF NOT EXISTS databricks_auth; "
+        f"SELECT databricks_create_role({sql_literal(identity)}, '{identity_kind(identity)}');"
+    )

@@ -27,8 +27,8 @@ MISSING_LAKEBASE_CONFIGURATION = (
     "  LAKEBASE_INSTANCE_NAME=<your-lakebase-instance-name>"
 )
 DATABASE_HINT = (
-    "Check that the database is running and reachable ({location}); `lakebase-memory config` "
-    "shows the configuration in use."
+    "Check that the database is running and reachable ({location}); `lakebase-memory doctor` "
+    "finds the cause."
 )
 
 

@@ -7,13 +7,17 @@ import base64
 import binascii
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from lakebase_memory.database.lakebase import failure_text, sql_identifier, sql_literal
+from lakebase_memory.database.lakebase import (
+    create_role_sql,
+    failure_text,
+    identity_kind,
+    sql_identifier,
+)
 from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.database.targets import DatabaseTarget, TargetKind, open_target
 from lakebase_memory.diagnosis.context import Context
@@ -103,14 +107,9 @@ def _no_role(ctx: Context, user: str, lakebase: bool) -> tuple[str, str]:
             "then, as the "
             f"tables' owner: `lakebase-memory grant {user}`.",
         )
-    kind = "SERVICE_PRINCIPAL" if _is_uuid(user) else "USER"
-    sql = (
-        f"CREATE EXTENSION IF NOT EXISTS databricks_auth; "
-        f"SELECT databricks_create_role({sql_literal(user)}, '{kind}');"
-    )
     fix = (
-        f"As the instance owner: `lakebase-memory grant {user} --type {kind}` (creates the role "
-        f"and grants what the app needs), or in SQL: {sql}"
+        f"As the instance owner: `lakebase-memory grant {user} --type {identity_kind(user)}` "
+        f"(creates the role and grants what the app needs), or in SQL: {create_role_sql(user)}"
     )
     if settings is not None and settings.on_databricks_app:
         fix = (
@@ -172,11 +171,3 @@ def _jwt_expiry(password: object) -> float | None:
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
     return float(exp) if isinstance(exp, int | float) else None
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
