@@ -1,232 +1,241 @@
-"""Memory cost per conversation turn as one thread grows, server saver vs LangGraph's stock one.
+"""Memory cost per turn as one thread grows: bytes stored and latency, linear saver vs stock.
 
-Both savers (and an in-memory baseline) run the same graph in ONE run on the SAME PostgreSQL
-server, each Postgres saver in its own scratch database, turns interleaved so that they share
-conditions. Every turn stores 1 KB of text: a 500-byte user message and a 500-byte reply.
+One thread per saver and durability mode grows to `--turns` turns (default 300) of 1 KB of text
+each (a 500-byte user message, a 500-byte reply; pseudo-random, so TOAST cannot compress it).
+The savers run the same graph in the same run on the same PostgreSQL server, turns interleaved
+(who goes first rotates) so that they share conditions: LangGraph's in-memory saver (the
+no-database baseline), the server's `AsyncLinearPostgresSaver` and LangGraph's stock
+`AsyncPostgresSaver`, each Postgres saver on its own pool (`open_pool`, as the server makes it)
+in its own scratch database per durability mode. For scale, the graph also runs with no saver
+at all, the client sending the whole history at every turn: the graph's own cost of a turn
+with that much state, which grows with the thread whatever the saver (the in-memory saver
+serializes the whole state at every checkpoint, so it grows too).
 
-    uv run python benchmarks/memory_growth.py [--turns 300] [--database-url URL] [--json]
+Storage is `pg_total_relation_size` of every checkpoint table (LangGraph's four, plus
+`ai_chatbot.checkpoint_messages` and `checkpoint_threads` for the linear saver) minus their size
+when empty; "x raw text" divides it by the text's bytes. Latency at turn m is the median of the
+`--window` turns ending at m; overhead is that minus the in-memory saver's at the same turn.
+
+Targets (issue 6): storage at 300 turns <= 3x the raw text (stock: ~440x); latency at turn 300
+<= 1.5x that at turn 10 (stock: ~7.6x); overhead at turn 300 <= 3 ms (stock: ~39 ms).
+
+    uv run python benchmarks/memory_growth.py [--turns 300] [--modes exit,async] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import functools
-import json
-import os
-import random
-import statistics
-import string
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
+from contextlib import AsyncExitStack
 from typing import Any
 
 import psycopg
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from lakebase_memory.agent import build_graph
-from lakebase_memory.config import Settings
-from lakebase_memory.database import EmbeddedPostgres, open_pool
-from lakebase_memory.memory import make_checkpointer
-from lakebase_memory.schema import CHECKPOINT_TABLES, ensure_schema
+from common import (
+    MEMORY,
+    POSTGRES_SAVERS,
+    SAVER_LABELS,
+    SAVERS,
+    STOCK,
+    TURN_TEXT_BYTES,
+    add_modes,
+    check,
+    make_graph,
+    make_saver,
+    median_ms,
+    new_id,
+    parser,
+    print_checks,
+    print_mode,
+    print_table,
+    rotated,
+    run_cli,
+    scratch_pool,
+    storage_by_table,
+    storage_bytes,
+    text,
+    timed_turn,
+)
 
-TEXT_BYTES = 500  # per message; a turn is one user message and one reply
-WINDOW = 5  # latency median over turns m-4..m
-SAVERS = ("server", "stock")
-ALPHABET = string.ascii_letters + string.digits + "      "
-SIZE_SQL = """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS b FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname = 'public' AND c.relname = ANY(%s)"""
-
-
-@functools.cache
-def text(kind: str, turn: int) -> str:
-    """500 ASCII bytes, pseudo-random so that PostgreSQL's TOAST compression cannot shrink them."""
-    rng = random.Random(f"{kind}-{turn}")
-    head = f"{kind} {turn:05d} "
-    return head + "".join(rng.choices(ALPHABET, k=TEXT_BYTES - len(head)))
-
-
-class FixedReplyModel(BaseChatModel):
-    """Deterministic: a 500-byte answer naming the turn, whatever the history."""
-
-    @property
-    def _llm_type(self) -> str:
-        return "fixed-reply"
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-    ) -> ChatResult:
-        turn = sum(isinstance(m, HumanMessage) for m in messages)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(text("reply", turn)))])
-
-    async def _agenerate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-    ) -> ChatResult:
-        return self._generate(messages)
+FIRST_MARK = 10
+NONE = "none"  # the graph without a saver, the whole history sent at every turn
+LABELS = {NONE: "no saver (the client sends the whole history)", **SAVER_LABELS}
 
 
-@asynccontextmanager
-async def postgres_server(url: str | None) -> AsyncIterator[str]:
-    """Superuser conninfo of the given server, or of an embedded one stopped afterwards."""
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="memory-growth-") as folder:
-        embedded = EmbeddedPostgres(Path(folder) / "data")
-        conninfo = await asyncio.to_thread(embedded.start)
-        try:
-            yield conninfo
-        finally:
-            await asyncio.to_thread(embedded.stop)
+class StatelessClient:
+    """Runs the graph without a checkpointer, sending the whole conversation each turn."""
+
+    def __init__(self) -> None:
+        self.graph = make_graph(None)
+        self.history: list[BaseMessage] = []
+
+    async def turn(self, turn: int) -> float:
+        self.history.append(HumanMessage(text("user", turn)))
+        start = time.perf_counter()
+        await self.graph.ainvoke({"messages": self.history})
+        seconds = time.perf_counter() - start
+        self.history.append(AIMessage(text("reply", turn)))
+        return seconds
 
 
-@asynccontextmanager
-async def scratch_database(admin: str, label: str) -> AsyncIterator[str]:
-    name = f"memory_growth_{label}_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        conninfo = make_conninfo(admin, dbname=name)
-        await ensure_schema(conninfo, "public")
-        yield conninfo
-    finally:
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            await conn.execute(drop.format(sql.Identifier(name)))
-
-
-def median_ms(latencies: list[float], turn: int) -> float:
-    return statistics.median(latencies[max(0, turn - WINDOW) : turn]) * 1000
-
-
-async def run(turns: int, database_url: str | None) -> dict[str, Any]:
-    marks = sorted({m for m in (10, 100, turns) if m <= turns})
-    model = FixedReplyModel()
-    async with postgres_server(database_url) as admin, AsyncExitStack() as stack:
-        dbs = {s: await stack.enter_async_context(scratch_database(admin, s)) for s in SAVERS}
-        pool = await open_pool(dbs["server"], Settings(_env_file=None), search_path="public")  # type: ignore[call-arg]
-        stack.push_async_callback(pool.close)
-        stock = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(dbs["stock"]))
-        graphs = {
-            "memory": build_graph(model, "Be brief.", InMemorySaver()),
-            "server": build_graph(model, "Be brief.", make_checkpointer(pool)),
-            "stock": build_graph(model, "Be brief.", stock),
-        }
-        probes = {}
-        for saver, conninfo in dbs.items():
-            probe = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-            stack.push_async_callback(probe.close)
-            probes[saver] = probe
-
-        async def size(saver: str) -> int:
-            cursor = await probes[saver].execute(SIZE_SQL, (list(CHECKPOINT_TABLES),))
-            row = await cursor.fetchone()
-            return int(row[0]) if row else 0
-
-        empty = {s: await size(s) for s in SAVERS}
-        sizes: dict[str, dict[int, int]] = {s: {} for s in SAVERS}
-        latencies: dict[str, list[float]] = {name: [] for name in graphs}
-        thread = uuid.uuid4().hex
-        for turn in range(1, turns + 1):
-            names = list(graphs)
-            for name in names[turn % 3 :] + names[: turn % 3]:  # rotate who goes first
-                config = {"configurable": {"thread_id": f"{thread}-{name}"}}
-                message = {"messages": [HumanMessage(text("user", turn))]}
-                start = time.perf_counter()
-                await graphs[name].ainvoke(message, config)
-                latencies[name].append(time.perf_counter() - start)
-            if turn in marks:
-                for saver in SAVERS:
-                    sizes[saver][turn] = await size(saver)
-    return report(turns, marks, empty, sizes, latencies)
-
-
-def report(
-    turns: int,
-    marks: list[int],
-    empty: dict[str, int],
-    sizes: dict[str, dict[int, int]],
-    latencies: dict[str, list[float]],
+async def measure(
+    admin: str,
+    *,
+    turns: int = 300,
+    modes: tuple[str, ...] = ("exit", "async"),
+    window: int = 5,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"turns": turns, "text_bytes_per_turn": 2 * TEXT_BYTES, "savers": {}}
-    result["in_memory_ms"] = {m: round(median_ms(latencies["memory"], m), 2) for m in marks}
-    for saver in SAVERS:
-        rows, previous = [], (0, empty[saver])
-        for m in marks:
-            total, ms = sizes[saver][m], median_ms(latencies[saver], m)
-            rows.append(
-                {
-                    "turns": m,
-                    "total_mb": round(total / 1e6, 3),
-                    "added_kb_per_turn": round((total - previous[1]) / (m - previous[0]) / 1e3, 1),
-                    "median_ms": round(ms, 2),
-                    "overhead_ms": round(ms - median_ms(latencies["memory"], m), 2),
-                    "x_raw_text": round(total / (m * 2 * TEXT_BYTES), 1),
-                }
-            )
-            previous = (m, total)
-        result["savers"][saver] = {"empty_table_bytes": empty[saver], "rows": rows}
-    rows = {s: result["savers"][s]["rows"] for s in SAVERS}
-    ratios = {
-        f"storage server/stock at {turns}": sizes["server"][turns] / sizes["stock"][turns],
-        f"latency server/stock at {turns}": rows["server"][-1]["median_ms"]
-        / rows["stock"][-1]["median_ms"],
+    if turns < FIRST_MARK:
+        raise ValueError(f"turns must be at least {FIRST_MARK}")
+    marks = sorted({m for m in (FIRST_MARK, 100, turns) if m <= turns})
+    runs = [(mode, saver) for mode in modes for saver in SAVERS]
+    async with AsyncExitStack() as stack:
+        graphs, probes, threads = {}, {}, {}
+        for mode, saver in runs:
+            pool = None
+            if saver != MEMORY:
+                db, pool = await stack.enter_async_context(scratch_pool(admin, saver, 2))
+                probe = await psycopg.AsyncConnection.connect(db, autocommit=True)
+                stack.push_async_callback(probe.close)
+                probes[mode, saver] = probe
+            graphs[mode, saver] = make_graph(make_saver(saver, pool))
+            threads[mode, saver] = new_id(f"growth-{mode}-{saver}")
+        empty_tables = {run: await storage_by_table(probe) for run, probe in probes.items()}
+        empty = {run: sum(tables.values()) for run, tables in empty_tables.items()}
+        sizes: dict[tuple[str, str], dict[int, int]] = {run: {} for run in probes}
+        latencies: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+        stateless, no_saver = StatelessClient(), ("", NONE)
+        latencies[no_saver] = []
+        for turn in range(1, turns + 1):
+            for run in rotated([*runs, no_saver], turn):
+                if run == no_saver:
+                    latencies[run].append(await stateless.turn(turn))
+                else:
+                    seconds = await timed_turn(graphs[run], threads[run], turn, run[0])
+                    latencies[run].append(seconds)
+            if turn in marks:
+                for run, probe in probes.items():
+                    sizes[run][turn] = await storage_bytes(probe) - empty[run]
+        by_table = {
+            run: {
+                name: size - empty_tables[run].get(name, 0)
+                for name, size in (await storage_by_table(probe)).items()
+            }
+            for run, probe in probes.items()
+        }
+
+    def at(run: tuple[str, str], mark: int) -> float:
+        return median_ms(latencies[run][max(0, mark - window) : mark])
+
+    result: dict[str, Any] = {
+        "benchmark": "memory_growth",
+        "turns": turns,
+        "window": window,
+        "text_bytes_per_turn": TURN_TEXT_BYTES,
+        "no_saver_ms": {m: round(at(no_saver, m), 3) for m in marks},
+        "modes": {},
+        "checks": [],
     }
-    for s in SAVERS:
-        ratios[f"latency growth {s} {turns}/10"] = (
-            rows[s][-1]["median_ms"] / rows[s][0]["median_ms"]
-        )
-    result["ratios"] = {name: round(value, 3) for name, value in ratios.items()}
+    for mode in modes:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for saver in SAVERS:
+            run, previous = (mode, saver), (0, 0)
+            rows[saver] = []
+            for m in marks:
+                row: dict[str, Any] = {"turns": m, "median_ms": round(at(run, m), 3)}
+                if saver != MEMORY:
+                    total = sizes[run][m]
+                    row |= {
+                        "overhead_ms": round(at(run, m) - at((mode, MEMORY), m), 3),
+                        "stored_mb": round(total / 1e6, 3),
+                        "kb_per_turn": round((total - previous[1]) / (m - previous[0]) / 1e3, 1),
+                        "x_raw_text": round(total / (m * TURN_TEXT_BYTES), 2),
+                        "empty_tables_kb": round(empty[run] / 1e3, 1),
+                    }
+                    previous = (m, total)
+                rows[saver].append(row)
+        result["modes"][mode] = rows
+        result.setdefault("stored_kb_by_table", {})[mode] = {
+            saver: {name: round(b / 1e3, 1) for name, b in by_table[mode, saver].items()}
+            for saver in POSTGRES_SAVERS
+        }
+        first, last = {s: rows[s][0] for s in SAVERS}, {s: rows[s][-1] for s in SAVERS}
+        growth = {s: last[s]["median_ms"] / first[s]["median_ms"] for s in SAVERS}
+        graph_growth = at(no_saver, turns) / at(no_saver, FIRST_MARK)
+        result["checks"] += [
+            check(
+                f"storage at {turns} turns, x raw text",
+                mode=mode,
+                value=last["linear"]["x_raw_text"],
+                target=3,
+                op="<=",
+                unit="x",
+                stock=last[STOCK]["x_raw_text"],
+            ),
+            check(
+                f"turn latency, turn {turns} / turn {FIRST_MARK}",
+                mode=mode,
+                value=growth["linear"],
+                target=1.5,
+                op="<=",
+                unit="x",
+                stock=growth[STOCK],
+                note=f"in-memory saver: {growth[MEMORY]:.2f}x; the graph alone (no saver, "
+                f"whole history sent): {graph_growth:.2f}x",
+            ),
+            check(
+                f"memory overhead at turn {turns}, ms",
+                mode=mode,
+                value=last["linear"]["overhead_ms"],
+                target=3,
+                op="<=",
+                unit=" ms",
+                stock=last[STOCK]["overhead_ms"],
+                note="the in-memory saver grows too (it serializes the whole state at every "
+                f"checkpoint); over the graph with no saver: linear "
+                f"{last['linear']['median_ms'] - at(no_saver, turns):.2f} ms, stock "
+                f"{last[STOCK]['median_ms'] - at(no_saver, turns):.2f} ms",
+            ),
+        ]
     return result
 
 
-def print_table(result: dict[str, Any]) -> None:
-    head = ("turns", "table MB", "KB/turn", "median ms", "overhead ms", "x raw text")
+def report(result: dict[str, Any]) -> None:
     print(
-        f"{result['turns']} turns, {result['text_bytes_per_turn']} bytes of text per turn; "
-        f"latency = median of the {WINDOW} turns ending at each mark\nKB/turn = growth since "
-        "the previous mark; overhead = latency minus the in-memory saver's"
+        f"== memory growth: one thread of {result['turns']} turns, "
+        f"{result['text_bytes_per_turn']} bytes of text per turn ==\n"
+        f"latency = median of the {result['window']} turns ending at the mark; overhead = minus "
+        f"the in-memory saver's; stored = all checkpoint tables minus their empty size; "
+        f"KB/turn = growth since the previous mark"
     )
-    memory = ", ".join(f"turn {m}: {ms} ms" for m, ms in result["in_memory_ms"].items())
-    print(f"in-memory baseline: {memory}")
-    for saver, data in result["savers"].items():
-        print(f"\n{saver} saver (empty tables {data['empty_table_bytes'] / 1e3:.0f} KB)")
-        print("".join(f"{h:>12}" for h in head))
-        for row in data["rows"]:
-            print("".join(f"{v:>12}" for v in row.values()))
-    print("\nratios")
-    for name, value in result["ratios"].items():
-        print(f"  {name:<40} {value}")
+    graph = ", ".join(f"turn {m}: {ms:.2f} ms" for m, ms in result["no_saver_ms"].items())
+    print(f"{LABELS[NONE]}, any mode: {graph}")
+    head = ("turns", "median ms", "overhead ms", "stored MB", "KB/turn", "x raw text")
+    keys = ("turns", "median_ms", "overhead_ms", "stored_mb", "kb_per_turn", "x_raw_text")
+    for mode, rows in result["modes"].items():
+        print_mode(mode)
+        for saver, saver_rows in rows.items():
+            print(f" {LABELS[saver]}")
+            print_table(head, ([row.get(k) for k in keys] for row in saver_rows))
+        tables = result["stored_kb_by_table"][mode]
+        names = sorted({name for by_name in tables.values() for name in by_name})
+        print(f" KB stored by table at turn {result['turns']} (with indexes and TOAST)")
+        print_table(
+            ("table", *tables), ([name, *(tables[s].get(name) for s in tables)] for name in names)
+        )
+    print_checks(result["checks"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=300, help="turns in the thread (>= 10)")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="PostgreSQL server to use (default: $DATABASE_URL, else embedded)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    if args.turns < 10:
-        parser.error("--turns must be at least 10")
-    result = asyncio.run(run(args.turns, args.database_url))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    cli = parser(__doc__)
+    cli.add_argument("--turns", type=int, default=300, help="turns in each thread (>= 10)")
+    cli.add_argument("--window", type=int, default=5, help="turns per latency median")
+    add_modes(cli)
+    args = cli.parse_args(argv)
+    if args.turns < FIRST_MARK:
+        cli.error(f"--turns must be at least {FIRST_MARK}")
+
+    return run_cli(args, measure, report, turns=args.turns, modes=args.modes, window=args.window)
 
 
 if __name__ == "__main__":

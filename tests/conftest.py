@@ -26,7 +26,7 @@ from lakebase_memory.config import Settings
 from lakebase_memory.database import EmbeddedPostgres
 from lakebase_memory.server import create_app
 
-pytest_plugins = ["lakebase_fixtures"]
+pytest_plugins = ["lakebase_fixtures", "saver_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

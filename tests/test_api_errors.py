@@ -9,6 +9,7 @@ import pytest
 
 from conftest import make_settings, say
 from lakebase_memory.database import EmbeddedPostgres
+from saver_fixtures import CHECKPOINT_TABLES, checkpoint_rows
 
 
 def error_of(response: httpx.Response, status: int) -> dict:
@@ -170,8 +171,6 @@ def test_a_thread_deleted_during_its_turn_stays_deleted(database: str, serve) ->
     import asyncio
     import threading
 
-    import psycopg
-
     from lakebase_memory.agent.models.echo import EchoChatModel
 
     class SlowEcho(EchoChatModel):
@@ -195,14 +194,11 @@ def test_a_thread_deleted_during_its_turn_stays_deleted(database: str, serve) ->
         time.sleep(0.7)  # the turn is running: the chat exists, the model is thinking
         assert client.delete("/api/threads/doomed").status_code == 204
         worker.join(timeout=30)
-        assert replies and replies[0].status_code == 200
+        # The turn's one write is checked against its lease, which went with the thread.
+        assert replies and error_of(replies[0], 409)["code"] == "turn_discarded"
+        assert "deleted while this turn ran" in error_of(replies[0], 409)["message"]
         assert client.get("/api/threads/doomed").status_code == 404
-        with psycopg.connect(database) as conn:
-            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-                row = conn.execute(
-                    f"SELECT count(*) FROM {table} WHERE thread_id = 'doomed'"
-                ).fetchone()
-                assert row == (0,), table
+        assert checkpoint_rows(database, "doomed") == dict.fromkeys(CHECKPOINT_TABLES, 0)
         # Reusing the id starts from nothing.
         assert (
             "You have sent 1 message"

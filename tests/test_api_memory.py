@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from urllib.parse import quote
 
@@ -178,11 +179,14 @@ def test_health_and_agent_info(client: httpx.Client) -> None:
     assert {"/invocations", "/responses", "/api/threads", "/health"} <= set(paths)
 
 
-def test_langgraph_stock_saver_reads_the_server_thread(database: str, serve, pg_admin: str) -> None:
+def test_langgraph_stock_saver_reads_the_server_thread_once_exported(
+    database: str, serve, pg_admin: str
+) -> None:
     server: LiveServer = serve(make_settings(database))
     with server.client() as client:
         say(client, "persist me", "stock-read")
         say(client, "and me", "stock-read")
+    asyncio.run(export_in_place(database, "stock-read"))
     with PostgresSaver.from_conn_string(database) as saver:
         state = saver.get_tuple({"configurable": {"thread_id": "stock-read"}})
     assert state is not None
@@ -200,3 +204,13 @@ def test_memory_survives_a_server_restart(database: str, serve, endpoint: str) -
     with second.client() as client:
         reply = client.post(endpoint, json={"input": "what?", "custom_inputs": {"thread_id": "r"}})
     assert 'the first was: "remember 7"' in answer_text(reply.json())
+
+
+async def export_in_place(database: str, thread_id: str) -> None:
+    from psycopg import AsyncConnection
+
+    from lakebase_memory.memory.saver.transfer import export_stock_threads
+
+    async with await AsyncConnection.connect(database, autocommit=True) as conn:
+        report = await export_stock_threads(conn, [thread_id])
+    assert len(report.moved) == 1

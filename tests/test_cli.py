@@ -42,3 +42,137 @@ def test_config_hides_secrets(monkeypatch, tmp_path) -> None:
     shown = json.loads(result.output)
     assert shown["openai_api_key"] == "***" and shown["model_backend"] == "echo"
     assert "sk-secret" not in runner.invoke(app, ["config"]).output
+
+
+# -- lakebase-memory threads ---------------------------------------------------------------
+
+
+def conversations(database: str) -> None:
+    """Three threads of two users, through the linear saver on the server's graph."""
+    import asyncio
+    import uuid
+
+    from langchain_core.messages import HumanMessage
+
+    from lakebase_memory.agent import build_graph
+    from lakebase_memory.agent.models.echo import EchoChatModel
+    from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
+    from lakebase_memory.schema import ensure_schema
+
+    async def talk() -> None:
+        await ensure_schema(database, "public")
+        async with AsyncLinearPostgresSaver.from_conn_string(database) as saver:
+            graph = build_graph(EchoChatModel(), "Be brief.", saver)
+            for thread, user, texts in (
+                ("ada-1", "ada", ["My name is Ada.", "What is my name?"]),
+                ("ada-2", "ada", ["Second thread."]),
+                ("bob-1", "bob", ["Bob here."]),
+            ):
+                for text in texts:
+                    await graph.ainvoke(
+                        {"messages": [HumanMessage(text, id=str(uuid.uuid4()))]},
+                        {"configurable": {"thread_id": thread, "user_id": user}},
+                    )
+
+    asyncio.run(talk())
+
+
+def threads_cli(*args: str):
+    return runner.invoke(app, ["threads", *args])
+
+
+def test_threads_list_and_show(database: str, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database)
+    conversations(database)
+    table = threads_cli("list")
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert lines[0].split()[:4] == ["THREAD", "USER", "MESSAGES", "SIZE"]
+    assert [line.split()[0] for line in lines[1:]] == ["bob-1", "ada-2", "ada-1"]
+    assert lines[3].split()[1:3] == ["ada", "4"]
+    assert lines[3].split()[4] in ("B", "KB")  # a human size: "812 B", "1.3 KB"
+    page = json.loads(threads_cli("list", "--user", "ada", "--limit", "1", "--json").output)
+    assert [t["id"] for t in page["threads"]] == ["ada-2"] and page["next_cursor"]
+    rest = threads_cli("list", "--user", "ada", "--cursor", page["next_cursor"], "--json")
+    assert [t["id"] for t in json.loads(rest.output)["threads"]] == ["ada-1"]
+    assert "more: --cursor" in threads_cli("list", "--limit", "2").output
+    shown = threads_cli("show", "ada-1")
+    assert shown.exit_code == 0, shown.output
+    assert "messages     4" in shown.output and "user         ada" in shown.output
+    assert "user: What is my name?" in shown.output
+    data = json.loads(threads_cli("show", "ada-1", "--messages", "2", "--json").output)
+    assert data["thread"]["message_count"] == 4 and data["thread"]["size_bytes"] > 0
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+    assert data["messages"][0]["content"] == "What is my name?"
+    bad = threads_cli("list", "--cursor", "garbage")
+    assert bad.exit_code == 1 and "Invalid cursor" in bad.output
+
+
+def test_threads_delete_needs_yes_and_known_threads(database: str, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database)
+    conversations(database)
+    unknown = threads_cli("show", "nope")
+    assert unknown.exit_code == 1 and "no thread 'nope'" in unknown.output
+    refused = threads_cli("delete", "ada-1")
+    assert refused.exit_code == 1 and "--yes" in refused.output
+    mixed = threads_cli("delete", "ada-1", "nope", "--yes")
+    assert mixed.exit_code == 1 and "'nope'" in mixed.output
+    assert threads_cli("show", "ada-1").exit_code == 0  # nothing deleted on an error
+    deleted = threads_cli("delete", "ada-1", "ada-2", "--yes", "--json")
+    assert deleted.exit_code == 0, deleted.output
+    assert json.loads(deleted.output)["threads"] == 2
+    listed = json.loads(threads_cli("list", "--json").output)["threads"]
+    assert [t["id"] for t in listed] == ["bob-1"]
+    with psycopg.connect(database) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM ai_chatbot.checkpoint_messages WHERE thread_id LIKE 'ada-%'"
+        ).fetchone()
+    assert left == (0,)
+
+
+def test_threads_prune_and_erase_user(database: str, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database)
+    conversations(database)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE ai_chatbot.checkpoint_threads SET updated_at = now() - interval '40 days' "
+            "WHERE thread_id = 'ada-1'"
+        )
+    nothing = threads_cli("prune")
+    assert nothing.exit_code == 1 and "--older-than-days" in nothing.output
+    dry = threads_cli("prune", "--older-than-days", "30", "--keep-per-user", "1", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 1 expired and 0 excess" in dry.output and "dry run" in dry.output
+    monkeypatch.setenv("MEMORY_MAX_THREADS_PER_USER", "1")  # the default of --keep-per-user
+    pruned = threads_cli("prune", "--older-than-days", "30", "--batch-size", "1", "--json")
+    assert pruned.exit_code == 0, pruned.output
+    report = json.loads(pruned.output)
+    assert (report["expired"], report["excess"], report["dry_run"]) == (1, 0, False)
+    assert report["deleted"]["threads"] == 1
+    trimmed = threads_cli("prune", "--older-than-days", "0.0000001", "--keep-latest-checkpoint")
+    assert trimmed.exit_code == 0 and "trimmed 2 old thread(s)" in trimmed.output
+    refused = threads_cli("erase-user", "ada")
+    assert refused.exit_code == 1 and "--yes" in refused.output
+    erased = threads_cli("erase-user", "ada", "--yes", "--json")
+    assert erased.exit_code == 0, erased.output
+    assert json.loads(erased.output)["deleted"]["threads"] == 1
+    listed = json.loads(threads_cli("list", "--json").output)["threads"]
+    assert [t["id"] for t in listed] == ["bob-1"]
+
+
+def test_threads_commands_report_an_unreachable_database(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    for args in (["list"], ["show", "x"], ["delete", "x", "--yes"], ["erase-user", "u", "--yes"]):
+        result = threads_cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_threads_subcommands_are_registered() -> None:
+    shown = runner.invoke(app, ["threads", "--help"]).output
+    for name in ("list", "show", "delete", "prune", "erase-user", "import-stock", "export-stock"):
+        assert name in shown

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from conftest import answer_text, make_settings, say
+from saver_fixtures import CHECKPOINT_TABLES, checkpoint_rows
 
 
 def test_list_is_newest_first_with_titles_and_timestamps(client: httpx.Client) -> None:
@@ -60,14 +61,11 @@ def test_delete_removes_every_checkpoint_row(client: httpx.Client, database: str
     say(client, "a", "rows")
     say(client, "b", "rows")
     client.delete("/api/threads/rows")
+    assert checkpoint_rows(database, "rows") == dict.fromkeys(CHECKPOINT_TABLES, 0)
     with psycopg.connect(database) as conn:
-        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-            count = conn.execute(
-                f"SELECT count(*) FROM {table} WHERE thread_id = 'rows'"
-            ).fetchone()
-            assert count == (0,), table
         chats = conn.execute("""SELECT count(*) FROM ai_chatbot."Chat" WHERE "threadId" = 'rows'""")
         assert chats.fetchone() == (0,)
+        assert conn.execute('SELECT count(*) FROM ai_chatbot."Message"').fetchone() == (0,)
 
 
 def test_uuid_thread_is_its_chat_id(client: httpx.Client) -> None:
@@ -201,3 +199,66 @@ def test_votes_and_renames_are_per_user(trusted) -> None:
         assert bob.patch("/api/threads/private", json={"title": "mine now"}).status_code == 404
         assert ada.get("/api/threads/private").json()["title"] == "ada's"
         assert ada.get("/api/me").json() == {"user": "ada@example.com"}
+
+
+def test_threads_carry_their_size_and_last_activity(client: httpx.Client) -> None:
+    """Needs the server's saver to keep message_count and size_bytes of each thread."""
+    say(client, "first", "sized")
+    listed = client.get("/api/threads").json()["threads"][0]
+    say(client, "second " * 40, "sized")
+    again = client.get("/api/threads").json()["threads"][0]
+    assert (listed["message_count"], again["message_count"]) == (2, 4)
+    assert 0 < listed["size_bytes"] < again["size_bytes"]
+    assert again["last_activity"].endswith("Z") and again["last_activity"] >= again["updated_at"]
+    assert again["last_activity"] > listed["last_activity"]
+    one = client.get("/api/threads/sized").json()
+    assert {k: one[k] for k in again} == again and len(one["messages"]) == 4
+
+
+def test_a_thread_without_saver_stats_lists_with_zeros(client: httpx.Client, database: str) -> None:
+    import psycopg
+
+    say(client, "from the stock saver's days", "old-style")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DELETE FROM ai_chatbot.checkpoint_threads WHERE thread_id = 'old-style'")
+    listed = client.get("/api/threads").json()["threads"][0]
+    assert (listed["id"], listed["message_count"], listed["size_bytes"]) == ("old-style", 0, 0)
+    assert listed["last_activity"] == listed["updated_at"]
+    assert client.get("/api/threads/old-style").json()["message_count"] == 0
+    assert client.delete("/api/threads/old-style").status_code == 204
+
+
+def test_erase_all_my_data_needs_confirmation_and_spares_others(trusted, database: str) -> None:
+    import psycopg
+
+    with (
+        trusted.client(headers=as_user("ada@example.com")) as ada,
+        trusted.client(headers=as_user("bob@example.com")) as bob,
+    ):
+        say(ada, "one", "ada-1")
+        say(ada, "two", "ada-2")
+        say(bob, "bob's", "bob-1")
+        for params in ({}, {"confirm": "yes"}):
+            refused = ada.delete("/api/threads", params=params)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "confirmation_required" and "confirm=all" in error["message"]
+        assert len(ada.get("/api/threads").json()["threads"]) == 2
+        erased = ada.delete("/api/threads", params={"confirm": "all"})
+        assert erased.status_code == 200, erased.text
+        body = erased.json()
+        assert body["user"] == "ada@example.com"
+        assert body["deleted"]["threads"] == 2 and body["deleted"]["chats"] == 2
+        assert body["deleted"]["checkpoints"] > 0 and body["deleted"]["checkpoint_messages"] == 4
+        assert ada.get("/api/threads").json()["threads"] == []
+        assert ada.get("/api/threads/ada-1").status_code == 404
+        assert [t["id"] for t in bob.get("/api/threads").json()["threads"]] == ["bob-1"]
+        assert len(bob.get("/api/threads/bob-1").json()["messages"]) == 2
+        assert bob.delete("/api/threads/ada-2").status_code == 404
+    with psycopg.connect(database) as conn:
+        left = conn.execute(
+            "SELECT thread_id FROM checkpoints UNION SELECT thread_id FROM "
+            "ai_chatbot.checkpoint_messages UNION SELECT thread_id FROM "
+            'ai_chatbot.checkpoint_threads UNION SELECT "threadId" FROM ai_chatbot."Chat"'
+        ).fetchall()
+    assert {r[0] for r in left} == {"bob-1"}

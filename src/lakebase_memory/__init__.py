@@ -15,7 +15,8 @@ _ACCESS_NAMES = (
     "SequencePrivilege",
     "TablePrivilege",
 )
-__all__ = ["__version__", *_ACCESS_NAMES]
+_SAVER_NAMES = ("AsyncLinearPostgresSaver", "LinearPostgresSaver")
+__all__ = ["__version__", *_ACCESS_NAMES, *_SAVER_NAMES]
 
 if TYPE_CHECKING:
     from lakebase_memory.access import (
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
     from lakebase_memory.access import (
         TablePrivilege as TablePrivilege,
     )
+    from lakebase_memory.memory.saver import (
+        AsyncLinearPostgresSaver as AsyncLinearPostgresSaver,
+    )
+    from lakebase_memory.memory.saver import (
+        LinearPostgresSaver as LinearPostgresSaver,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -43,4 +50,8 @@ def __getattr__(name: str) -> Any:
         from lakebase_memory import access
 
         return getattr(access, name)
+    if name in _SAVER_NAMES:
+        from lakebase_memory.memory import saver
+
+        return getattr(saver, name)
     raise AttributeError(f"module 'lakebase_memory' has no attribute {name!r}")

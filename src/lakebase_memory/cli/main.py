@@ -13,6 +13,7 @@ from lakebase_memory.cli.grant import grant
 from lakebase_memory.cli.local_lakebase import local_lakebase
 from lakebase_memory.cli.setup import setup
 from lakebase_memory.cli.start_app import start
+from lakebase_memory.cli.threads import app as threads_app
 from lakebase_memory.config import load_settings
 
 app = typer.Typer(help="lakebase-memory: agent memory in PostgreSQL.", no_args_is_help=True)
@@ -22,6 +23,7 @@ app.command("local-lakebase")(local_lakebase)
 app.command("doctor")(doctor)
 app.command("setup")(setup)
 app.command("grant")(grant)
+app.add_typer(threads_app, name="threads")
 
 
 @app.command()

@@ -107,6 +107,23 @@ class Settings(BaseSettings):
 
     # --- server ----------------------------------------------------------------------------
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted body.")
+    turn_lease_seconds: float = Field(
+        60.0, ge=1, description="Lease of a running turn on its thread (renewed while it runs)."
+    )
+
+    # --- memory lifecycle (retention) --------------------------------------------------------
+    memory_retention_days: float | None = Field(
+        None, gt=0, description="Delete threads inactive for longer than this many days."
+    )
+    memory_max_threads_per_user: int | None = Field(
+        None, ge=1, description="Keep each user's N most recently active threads, delete the rest."
+    )
+    memory_retention_interval_seconds: float = Field(
+        3600.0, gt=0, description="Seconds between retention passes of the server."
+    )
+    memory_retention_batch_size: int = Field(
+        500, ge=1, description="Threads deleted per transaction by retention and erasure."
+    )
 
     @field_validator(
         "openai_base_url",
@@ -126,6 +143,8 @@ class Settings(BaseSettings):
         "databricks_client_id",
         "databricks_client_secret",
         "databricks_auth_type",
+        "memory_retention_days",
+        "memory_max_threads_per_user",
         mode="before",
     )
     @classmethod

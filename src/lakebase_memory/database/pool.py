@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import select
+import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -25,6 +28,32 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 # LangGraph's saver needs autocommit and dict rows on every connection it is given.
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
 APPLICATION_NAME = "lakebase-memory"  # how the pool's sessions show in pg_stat_activity
+# Checking a connection on checkout costs a round trip, as much as a checkpoint read. One
+# that was returned a moment ago (back-to-back operations of one turn) is trusted unless its
+# socket has something to read: a server that ended the session has sent a message or closed
+# it, which a zero-timeout select() sees without a round trip. Kept short, so a connection
+# killed just after it was returned is still caught by the real check almost always.
+RECENTLY_USED_SECONDS = 0.02
+_returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+async def _note_return(conn: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Check a connection that sat idle; one killed by the server meanwhile is replaced."""
+    idle = time.monotonic() - _returned_at.get(conn, 0.0)
+    if idle > RECENTLY_USED_SECONDS or _socket_has_input(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _socket_has_input(conn: psycopg.AsyncConnection[Any]) -> bool:
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True  # closed or unusable: let the real check say so
+    return bool(readable)
 
 
 async def check_login(target: DatabaseTarget) -> str:
@@ -75,7 +104,8 @@ async def open_pool(target: DatabaseTarget, settings: Settings, *, search_path: 
         max_lifetime=max_lifetime,
         max_idle=settings.db_pool_max_idle,
         # A connection killed by the server while idle is found and replaced on checkout.
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_note_return,
         configure=configure,
         name="lakebase-memory",
         open=False,

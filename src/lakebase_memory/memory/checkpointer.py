@@ -1,12 +1,11 @@
-"""The checkpointer the server uses: LangGraph's Postgres saver on the app's pool."""
+"""The checkpointer the server uses: the linear saver on the app's pool (issue 6)."""
 
 from __future__ import annotations
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
 from lakebase_memory.database.pool import Pool
+from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 
 
-def make_checkpointer(pool: Pool) -> AsyncPostgresSaver:
+def make_checkpointer(pool: Pool) -> AsyncLinearPostgresSaver:
     """A saver sharing the process pool; tables are created by `schema.ensure_schema`."""
-    return AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+    return AsyncLinearPostgresSaver(pool)

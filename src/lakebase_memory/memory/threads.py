@@ -2,6 +2,8 @@
 
 A chat is an agent thread: `"threadId"` holds the thread id (any string) and `id` is that id
 when it is a UUID, else a UUID derived from it, so the chat UI and the thread API agree.
+Reads join the linear saver's `ai_chatbot.checkpoint_threads` for each thread's size and last
+activity; a thread it has no row for (written by the stock saver) shows zeros.
 """
 
 from __future__ import annotations
@@ -17,7 +19,18 @@ import psycopg
 from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
-from lakebase_memory.schema.app_migrations import CHECKPOINT_TABLES
+from lakebase_memory.memory.lifecycle import THREADS, InvalidCursorError, delete_thread_rows
+
+__all__ = [
+    "InvalidCursorError",
+    "ThreadCatalogue",
+    "ThreadConflictError",
+    "ThreadNotFoundError",
+    "ThreadPage",
+    "ThreadSummary",
+    "chat_id_for",
+    "title_from",
+]
 
 TITLE_MAX_CHARS = 80
 UNTITLED = "New chat"
@@ -36,10 +49,6 @@ class ThreadConflictError(ValueError):
     """Two different thread ids would share one chat id."""
 
 
-class InvalidCursorError(ValueError):
-    """A pagination cursor that this server did not produce."""
-
-
 @dataclass(frozen=True)
 class ThreadSummary:
     thread_id: str
@@ -48,14 +57,27 @@ class ThreadSummary:
     user_id: str
     created_at: datetime
     updated_at: datetime
+    # From the saver's thread row; zero when it has none (a thread of the stock saver).
+    message_count: int = 0
+    size_bytes: int = 0
+    saved_at: datetime | None = None  # the saver's last write (aware)
 
-    def to_json(self) -> dict[str, str]:
+    @property
+    def last_activity(self) -> datetime:
+        """The later of the chat's activity (a turn started) and the saver's last write."""
+        chat = self.updated_at.replace(tzinfo=UTC)
+        return max(chat, self.saved_at.astimezone(UTC)) if self.saved_at else chat
+
+    def to_json(self) -> dict[str, str | int]:
         return {
             "id": self.thread_id,
             "chat_id": str(self.chat_id),
             "title": self.title,
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "message_count": self.message_count,
+            "size_bytes": self.size_bytes,
+            "last_activity": _iso(self.last_activity),
         }
 
 
@@ -86,6 +108,13 @@ def title_from(text: str) -> str:
 
 _COLUMNS = sql.SQL('"threadId", id, title, "userId", "createdAt", "updatedAt"')
 _CHAT = sql.Identifier("ai_chatbot", "Chat")
+# A chat with its thread's stats; `c` is the chat (a table or a CTE), `h` the saver's row.
+_WITH_STATS = sql.SQL(
+    'c."threadId", c.id, c.title, c."userId", c."createdAt", c."updatedAt", '
+    "coalesce(h.message_count, 0) AS message_count, coalesce(h.size_bytes, 0) AS size_bytes, "
+    "h.updated_at AS saved_at"
+)
+_STATS_JOIN = sql.SQL('LEFT JOIN {} h ON h.thread_id = c."threadId"').format(THREADS)
 
 
 class ThreadCatalogue:
@@ -122,9 +151,9 @@ class ThreadCatalogue:
         return _summary(row)
 
     async def get(self, thread_id: str, user_id: str) -> ThreadSummary:
-        query = sql.SQL('SELECT {cols} FROM {chat} WHERE "threadId" = %s AND "userId" = %s').format(
-            chat=_CHAT, cols=_COLUMNS
-        )
+        query = sql.SQL(
+            'SELECT {cols} FROM {chat} c {stats} WHERE c."threadId" = %s AND c."userId" = %s'
+        ).format(chat=_CHAT, cols=_WITH_STATS, stats=_STATS_JOIN)
         async with self._pool.connection() as conn:
             cursor = await conn.execute(query, (thread_id, user_id))
             row = await cursor.fetchone()
@@ -134,8 +163,9 @@ class ThreadCatalogue:
 
     async def rename(self, thread_id: str, user_id: str, title: str) -> ThreadSummary:
         query = sql.SQL(
-            'UPDATE {chat} SET title = %s WHERE "threadId" = %s AND "userId" = %s RETURNING {cols}'
-        ).format(chat=_CHAT, cols=_COLUMNS)
+            'WITH c AS (UPDATE {chat} SET title = %s WHERE "threadId" = %s AND "userId" = %s '
+            "RETURNING {cols}) SELECT {stats_cols} FROM c {stats}"
+        ).format(chat=_CHAT, cols=_COLUMNS, stats_cols=_WITH_STATS, stats=_STATS_JOIN)
         async with self._pool.connection() as conn:
             row = await (await conn.execute(query, (title, thread_id, user_id))).fetchone()
         if row is None:
@@ -150,14 +180,16 @@ class ThreadCatalogue:
     async def list(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> ThreadPage:
         """The user's threads, most recently active first, `limit` at a time."""
         after = _decode_cursor(cursor) if cursor else None
-        condition = sql.SQL('"userId" = %s')
+        condition = sql.SQL('c."userId" = %s')
         params: list[object] = [user_id]
         if after is not None:
-            condition = sql.SQL('"userId" = %s AND ("updatedAt", id) < (%s, %s)')
+            condition = sql.SQL('c."userId" = %s AND (c."updatedAt", c.id) < (%s, %s)')
             params += [after[0], after[1]]
+        # The chat index orders the page; the stats are one primary-key probe per row.
         query = sql.SQL(
-            'SELECT {cols} FROM {chat} WHERE {cond} ORDER BY "updatedAt" DESC, id DESC LIMIT %s'
-        ).format(chat=_CHAT, cols=_COLUMNS, cond=condition)
+            "SELECT {cols} FROM {chat} c {stats} WHERE {cond} "
+            'ORDER BY c."updatedAt" DESC, c.id DESC LIMIT %s'
+        ).format(chat=_CHAT, cols=_WITH_STATS, stats=_STATS_JOIN, cond=condition)
         async with self._pool.connection() as conn:
             rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
         threads = [_summary(row) for row in rows[:limit]]
@@ -165,32 +197,14 @@ class ThreadCatalogue:
         return ThreadPage(threads, next_cursor)
 
     async def delete(self, thread_id: str, user_id: str) -> None:
-        """Delete the chat and the thread's checkpoints in one transaction."""
+        """Delete the thread whole (chat, messages, votes, checkpoints, message log) at once."""
+        owned = sql.SQL('SELECT 1 FROM {chat} WHERE "threadId" = %s AND "userId" = %s').format(
+            chat=_CHAT
+        )
         async with self._pool.connection() as conn, conn.transaction():
-            cursor = await conn.execute(
-                sql.SQL(
-                    'SELECT id FROM {chat} WHERE "threadId" = %s AND "userId" = %s FOR UPDATE'
-                ).format(chat=_CHAT),
-                (thread_id, user_id),
-            )
-            row = await cursor.fetchone()
-            if row is None:
+            if await (await conn.execute(owned, (thread_id, user_id))).fetchone() is None:
                 raise ThreadNotFoundError(thread_id)
-            # Children first: the reference UI's own tables have no ON DELETE CASCADE.
-            for table, column in (("Vote", "chatId"), ("Message", "chatId"), ("Chat", "id")):
-                await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(
-                        sql.Identifier("ai_chatbot", table), sql.Identifier(column)
-                    ),
-                    (row["id"],),
-                )
-            for table in CHECKPOINT_TABLES[1:]:
-                await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE thread_id = %s").format(
-                        sql.Identifier(self._checkpoint_schema, table)
-                    ),
-                    (thread_id,),
-                )
+            await delete_thread_rows(conn, [thread_id], self._checkpoint_schema)
 
 
 def _summary(row: dict[str, object]) -> ThreadSummary:
@@ -201,6 +215,9 @@ def _summary(row: dict[str, object]) -> ThreadSummary:
         user_id=str(row["userId"]),
         created_at=row["createdAt"],  # type: ignore[arg-type]
         updated_at=row["updatedAt"],  # type: ignore[arg-type]
+        message_count=int(row.get("message_count") or 0),  # type: ignore[call-overload]
+        size_bytes=int(row.get("size_bytes") or 0),  # type: ignore[call-overload]
+        saved_at=row.get("saved_at"),  # type: ignore[arg-type]
     )
 
 

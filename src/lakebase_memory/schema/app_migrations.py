@@ -105,4 +105,26 @@ CREATE INDEX IF NOT EXISTS checkpoint_messages_message_id_idx
     ON ai_chatbot.checkpoint_messages (thread_id, message_id);
 """,
     ),
+    # Thread bookkeeping for the lifecycle (issue 6): who owns a thread, how big it is, when it
+    # was last active (indexed per user and by age, so listing and retention stay fast at
+    # millions of threads), and the turn lease that fences concurrent turns on one thread.
+    Migration(
+        "0003_checkpoint_thread_lifecycle",
+        """
+ALTER TABLE ai_chatbot.checkpoint_threads
+    ADD COLUMN IF NOT EXISTS user_id text,
+    ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN IF NOT EXISTS message_count integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS size_bytes bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS turn_id uuid,
+    ADD COLUMN IF NOT EXISTS turn_expires_at timestamptz;
+CREATE INDEX IF NOT EXISTS checkpoint_threads_user_activity_idx
+    ON ai_chatbot.checkpoint_threads (user_id, updated_at DESC, thread_id);
+CREATE INDEX IF NOT EXISTS checkpoint_threads_activity_idx
+    ON ai_chatbot.checkpoint_threads (updated_at, thread_id);
+-- Finding a message by id is for cold caches only (a writer that never read the thread):
+-- the primary key's thread prefix serves it, and each message costs one index entry less.
+DROP INDEX IF EXISTS ai_chatbot.checkpoint_messages_message_id_idx;
+""",
+    ),
 )

@@ -27,6 +27,7 @@ from lakebase_memory.schema.app_migrations import (
     BOOKKEEPING_TABLE,
     CHAT_SCHEMA,
     CHECKPOINT_TABLES,
+    MESSAGE_LOG_TABLES,
 )
 
 DATABASE_PRIVILEGES = ("CONNECT",)
@@ -57,6 +58,8 @@ def required_tables(checkpoint_schema: str) -> list[tuple[str, str]]:
     return [
         *((checkpoint_schema, table) for table in CHECKPOINT_TABLES),
         *((CHAT_SCHEMA, table) for table in CHAT_TABLES),
+        # The linear saver's message log: in the chat schema, where the seed's grants reach.
+        *((CHAT_SCHEMA, table) for table in MESSAGE_LOG_TABLES),
         (BOOKKEEPING_SCHEMA, BOOKKEEPING_TABLE),
     ]
 

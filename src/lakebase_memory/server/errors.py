@@ -25,6 +25,7 @@ from lakebase_memory.errors import (
     ModelError,
 )
 from lakebase_memory.memory.chat_messages import MessageNotFoundError
+from lakebase_memory.memory.saver import StaleTurnError, ThreadBusyError
 from lakebase_memory.memory.threads import (
     InvalidCursorError,
     ThreadConflictError,
@@ -54,6 +55,8 @@ KNOWN_ERRORS = (
     ThreadNotFoundError,
     InvalidCursorError,
     MessageNotFoundError,
+    ThreadBusyError,
+    StaleTurnError,
     psycopg.OperationalError,
     PoolTimeout,
     LakebaseMemoryError,
@@ -92,6 +95,10 @@ def _api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiEr
         return ApiError(422, "invalid_thread_id", str(error))
     if isinstance(error, ThreadConflictError):
         return ApiError(409, "thread_conflict", str(error))
+    if isinstance(error, ThreadBusyError):
+        return ApiError(409, "thread_busy", str(error))
+    if isinstance(error, StaleTurnError):
+        return ApiError(409, "turn_discarded", str(error))
     if isinstance(error, (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)):
         # A value the database cannot store (NUL byte, an index row too large): the input's
         # fault, not an outage.

@@ -7,14 +7,15 @@ import logging
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from lakebase_memory.agent import build_graph, build_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
+from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 from lakebase_memory.schema import ensure_schema
+from lakebase_memory.server.retention import RetentionTask
 
 logger = logging.getLogger("lakebase_memory")
 
@@ -25,11 +26,12 @@ class AppRuntime:
     target: DatabaseTarget
     server_version: str
     pool: Pool
-    checkpointer: AsyncPostgresSaver
+    checkpointer: AsyncLinearPostgresSaver
     graph: CompiledStateGraph
     threads: ThreadCatalogue
     messages: ChatMessages
     model_name: str
+    retention: RetentionTask | None = None  # the background retention loop, if a rule is set
 
     @classmethod
     async def start(cls, settings: Settings, model: BaseChatModel | None = None) -> AppRuntime:
@@ -64,8 +66,11 @@ class AppRuntime:
             "memory database: %s PostgreSQL %s, data in %s",
             target.kind.value, version.split()[0], target.location,
         )  # fmt: skip
+        runtime.retention = RetentionTask.start(pool, settings)
         return runtime
 
     async def close(self) -> None:
+        if self.retention is not None:
+            await self.retention.stop()
         await self.pool.close()
         await asyncio.to_thread(self.target.close)

@@ -1,4 +1,4 @@
-"""The caller's threads: list, read, rename, delete, and votes on answers."""
+"""The caller's threads: list, read, rename, delete, erase all, and votes on answers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from pydantic import BaseModel, Field, field_validator
 
 from lakebase_memory.memory import ROLES, message_text, message_uuid
+from lakebase_memory.memory.lifecycle import ThreadStore
+from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.responses_api import runtime_of
 
@@ -42,6 +44,25 @@ async def list_threads(
         caller_id(request, runtime.settings), limit=limit, cursor=cursor
     )
     return {"threads": [t.to_json() for t in page.threads], "next_cursor": page.next_cursor}
+
+
+@router.delete("", summary="Erase everything of the caller: every thread, chat and checkpoint")
+async def erase_my_data(
+    request: Request,
+    confirm: str | None = Query(None, description="must be `all`: this cannot be undone"),
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    user = caller_id(request, runtime.settings)
+    if confirm != "all":
+        raise ApiError(
+            400,
+            "confirmation_required",
+            "This deletes all your threads, messages and memory and cannot be undone: "
+            "call DELETE /api/threads?confirm=all to confirm.",
+        )
+    store = ThreadStore(runtime.pool, runtime.settings.checkpoint_schema)
+    erased = await store.erase_user(user, batch_size=runtime.settings.memory_retention_batch_size)
+    return {"user": user, "deleted": erased.to_json()}
 
 
 @router.put(

@@ -1,6 +1,13 @@
 """One conversation turn: resolve the thread, append only what is new, run the agent.
 
 Streaming and non-streaming requests share this path; the latter keeps the final event.
+
+One turn at a time per thread: a turn takes the thread's lease before it reads the thread
+and keeps it until its answer is saved, so a second request on the same thread meanwhile
+gets 409 `thread_busy` (the client retries once the first answer is complete) instead of
+two turns interleaving. The agent runs with LangGraph's `durability="exit"`: the turn is
+saved once, when it ends (also when it fails), in one statement, checked against the lease;
+a turn whose thread was deleted meanwhile writes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 
 from lakebase_memory.memory.history import message_text, new_messages
+from lakebase_memory.memory.saver import ThreadBusyError
+from lakebase_memory.memory.saver.ops import with_turn
 from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.events import Event, ResponseEvents
 from lakebase_memory.server.protocol import ResponsesRequest
@@ -27,6 +36,7 @@ class PreparedTurn:
     thread_id: str
     graph_input: dict[str, list[BaseMessage]]
     config: dict[str, Any]
+    turn_id: str
 
 
 async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str) -> PreparedTurn:
@@ -35,7 +45,27 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     incoming = request.messages()
     first_user_text = next((message_text(m) for m in incoming if isinstance(m, HumanMessage)), "")
     await runtime.threads.claim(thread_id, user, first_user_text)
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    try:
+        turn_id = await runtime.checkpointer.aacquire_turn(
+            thread_id, user_id=user, lease_seconds=runtime.settings.turn_lease_seconds
+        )
+    except ThreadBusyError as error:
+        raise ApiError(409, "thread_busy", str(error)) from error
+    config = with_turn({"configurable": {"thread_id": thread_id}}, turn_id, user)
+    try:
+        return await _new_input(runtime, thread_id, incoming, config, turn_id)
+    except BaseException:
+        await runtime.checkpointer.arelease_turn(thread_id, turn_id)
+        raise
+
+
+async def _new_input(
+    runtime: AppRuntime,
+    thread_id: str,
+    incoming: list[BaseMessage],
+    config: dict[str, Any],
+    turn_id: str,
+) -> PreparedTurn:
     state = await runtime.graph.aget_state(config)
     stored: list[BaseMessage] = state.values.get("messages", []) if state.values else []
     fresh = new_messages(stored, incoming)
@@ -49,16 +79,32 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
             "Add a new user message at the end of input.",
         )
     # With nothing new after an unanswered message (a failed turn), the agent answers it now.
-    return PreparedTurn(thread_id, {"messages": fresh}, config)
+    return PreparedTurn(thread_id, {"messages": fresh}, config, turn_id)
 
 
 async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
     events = ResponseEvents(turn.thread_id)
+    lease = runtime.checkpointer.aheld_turn(
+        turn.thread_id, turn.turn_id, lease_seconds=runtime.settings.turn_lease_seconds
+    )
+    async with lease:
+        async for event in _run_agent(runtime, turn, events):
+            yield event
+    for event in events.completed():
+        yield event
+
+
+async def _run_agent(
+    runtime: AppRuntime, turn: PreparedTurn, events: ResponseEvents
+) -> AsyncIterator[Event]:
     for event in events.started():
         yield event
     try:
         async for mode, payload in runtime.graph.astream(
-            turn.graph_input, turn.config, stream_mode=["messages", "updates"]
+            turn.graph_input,
+            turn.config,
+            stream_mode=["messages", "updates"],
+            durability="exit",
         ):
             if mode == "messages":
                 chunk, _metadata = payload
@@ -73,8 +119,6 @@ async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Eve
     finally:
         # Also after a failure: the user's message may be saved without an answer.
         await _sync_chat_messages(runtime, turn)
-    for event in events.completed():
-        yield event
 
 
 async def _sync_chat_messages(runtime: AppRuntime, turn: PreparedTurn) -> None:

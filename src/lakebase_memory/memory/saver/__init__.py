@@ -7,23 +7,36 @@ lists of messages, which go to an append-only per-thread log:
 
 - `ai_chatbot.checkpoint_messages (thread_id, seq, message_id, type, blob)`: each message
   once, serialized with the saver's serializer, numbered 0, 1, 2... within its thread;
-- `ai_chatbot.checkpoint_threads (thread_id, generation, next_seq, updated_at)`: one row per
-  thread, the lock its writers take, its next sequence number, and a generation that changes
-  when log entries are deleted;
-- a `checkpoint_blobs` row (or `checkpoint_writes` row) of type `lakebase.messages` holds the
-  run-length encoded sequence numbers of the list, `[[0, 600]]` for 600 messages in order.
+- `ai_chatbot.checkpoint_threads`: one row per thread: its owner, size, message count and
+  last activity (for thread lists), its next sequence number, a generation that changes when
+  log entries are deleted, and the turn lease that fences concurrent turns;
+- a `checkpoint_blobs` row of type `lakebase.messages` holds the run-length encoded sequence
+  numbers of the list, `[[0, 600]]` for 600 messages in order.
 
-Saving a checkpoint appends only the messages its list does not already reference. Any list
-works, not only appends: a removal (`RemoveMessage`) or an edit (same id, new content) is a
-new reference, plus a new entry for an edited message. History, time travel, forks and
-pending writes behave as with the stock saver.
+Saving a checkpoint appends only the messages its list does not already reference, in one
+statement. Any list works, not only appends: a removal (`RemoveMessage`) or an edit (same id,
+new content) is a new reference, plus a new entry for an edited message. Pending writes are
+stored as the stock saver stores them. History, time travel, forks and pending writes behave
+as with the stock saver.
 
 Messages are values: change one by writing a message with the same id, not by mutating a
 returned message in place (its nested dicts and lists are shared with the saver's cache).
 """
 
 from lakebase_memory.memory.saver.aio import AsyncLinearPostgresSaver
-from lakebase_memory.memory.saver.ops import MessageLogError
+from lakebase_memory.memory.saver.ops import (
+    TURN_KEY,
+    MessageLogError,
+    StaleTurnError,
+    ThreadBusyError,
+)
 from lakebase_memory.memory.saver.sync import LinearPostgresSaver
 
-__all__ = ["AsyncLinearPostgresSaver", "LinearPostgresSaver", "MessageLogError"]
+__all__ = [
+    "TURN_KEY",
+    "AsyncLinearPostgresSaver",
+    "LinearPostgresSaver",
+    "MessageLogError",
+    "StaleTurnError",
+    "ThreadBusyError",
+]

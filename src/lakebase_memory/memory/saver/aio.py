@@ -8,8 +8,9 @@ a single shared connection is guarded, since it can run one transaction at a tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -28,30 +29,43 @@ from psycopg_pool import AsyncConnectionPool
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
+    BEGIN,
+    DEFAULT_LEASE_SECONDS,
     AfterCommit,
     BaseLinearSaver,
     Op,
     check_prune_arguments,
+    checkpoint_key,
+    thread_id_of,
+    with_turn,
 )
 
 T = TypeVar("T")
 AsyncConn = AsyncConnection[Any] | AsyncConnectionPool[Any]
 
 
-async def adrive(cur: AsyncCursor[DictRow], op: Op[T]) -> T:
-    """Run an operation's queries in order, sending each one's rows back."""
-    try:
-        query = next(op)
-        while True:
-            if query.many:
-                await cur.executemany(query.sql, query.params or [])
+async def adrive(conn: AsyncConnection[Any], cur: AsyncCursor[DictRow], op: Op[T]) -> T:
+    """Run an operation's queries in order, sending each one's rows back.
+
+    Statements run in autocommit until the operation yields `BEGIN`; from there on, in one
+    transaction, committed when the operation returns and rolled back if it raises.
+    """
+    async with AsyncExitStack() as stack:
+        try:
+            query = next(op)
+            while True:
                 rows: list[dict[str, Any]] = []
-            else:
-                await cur.execute(query.sql, query.params)
-                rows = await cur.fetchall() if query.fetch else []
-            query = op.send(rows)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+                if query is BEGIN:
+                    await stack.enter_async_context(conn.transaction())
+                elif query.many:
+                    await cur.executemany(query.sql, query.params or [])  # type: ignore[arg-type]
+                else:
+                    await cur.execute(query.sql, query.params)
+                    if query.fetch:
+                        rows = await cur.fetchall()
+                query = op.send(rows)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 class AsyncLinearPostgresSaver(BaseLinearSaver):
@@ -81,6 +95,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             )
         self.conn = conn
         self._conn_lock = asyncio.Lock() if isinstance(conn, AsyncConnection) else None
+        self._saving: dict[tuple[str, str, str], asyncio.Event] = {}  # checkpoints in flight
         self.loop = asyncio.get_running_loop()
 
     @classmethod
@@ -120,14 +135,13 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             async with self._conn_lock:
                 yield self.conn
 
-    async def _run(self, make: Callable[[AfterCommit], Op[T]], *, write: bool = False) -> T:
+    async def _run(self, make: Callable[[AfterCommit], Op[T]]) -> T:
         after: AfterCommit = []
         async with (
             self._connection() as conn,
-            conn.transaction() if write else nullcontext(),
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
-            result = await adrive(cur, make(after))
+            result = await adrive(conn, cur, make(after))
         for step in after:  # only once committed
             step()
         return result
@@ -158,10 +172,16 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Save a checkpoint, as a child of `config`'s checkpoint_id; returns its config."""
-        return await self._run(
-            lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
-            write=True,
-        )
+        key = checkpoint_key(config, checkpoint["id"])
+        saved = self._saving[key] = asyncio.Event()
+        try:
+            return await self._run(
+                lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
+            )
+        finally:
+            saved.set()
+            if self._saving.get(key) is saved:
+                del self._saving[key]
 
     async def aput_writes(
         self,
@@ -171,14 +191,17 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         task_path: str = "",
     ) -> None:
         """Save a task's pending writes on `config`'s checkpoint (idempotent per task)."""
+        # LangGraph saves in the background: let the checkpoint these writes belong to land
+        # first, so that a reply is never logged before the message it answers.
+        if (saving := self._saving.get(checkpoint_key(config))) is not None:
+            await saving.wait()
         await self._run(
             lambda after: self._op_put_writes(config, writes, task_id, task_path, after),
-            write=True,
         )
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Erase the thread: checkpoints, blobs, writes and its message log."""
-        await self._run(lambda after: self._op_delete_thread(thread_id, after), write=True)
+        await self._run(lambda after: self._op_delete_thread(thread_id, after))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Fork: the target gets every checkpoint, write and message of the source.
@@ -188,7 +211,6 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         """
         await self._run(
             lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
-            write=True,
         )
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
@@ -200,14 +222,81 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             if strategy == "delete":
                 await self.adelete_thread(thread_id)
             else:
-                await self._run(
-                    lambda after, t=thread_id: self._op_prune_keep_latest(t, after), write=True
-                )
+                await self._run(lambda after, t=thread_id: self._op_prune_keep_latest(t, after))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) that these runs created."""
         if run_ids := [str(r) for r in run_ids]:
-            await self._run(lambda after: self._op_delete_for_runs(run_ids, after), write=True)
+            await self._run(lambda after: self._op_delete_for_runs(run_ids, after))
+
+    # -- one turn at a time per thread ------------------------------------------------------
+
+    async def aacquire_turn(
+        self,
+        thread_id: str,
+        *,
+        user_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> str:
+        """Take the thread's turn lease; returns its id. Creates the thread's row if new.
+
+        Raises:
+            ThreadBusyError: another turn holds an unexpired lease on the thread.
+        """
+        return await self._run(lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds))
+
+    async def arenew_turn(
+        self, thread_id: str, turn_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> bool:
+        """Extend the lease; False if it is no longer held (expired and taken, or deleted)."""
+        return await self._run(lambda _: self._op_renew_turn(thread_id, turn_id, lease_seconds))
+
+    async def arelease_turn(self, thread_id: str, turn_id: str) -> None:
+        await self._run(lambda _: self._op_release_turn(thread_id, turn_id))
+
+    @asynccontextmanager
+    async def aturn(
+        self,
+        config: RunnableConfig,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> AsyncIterator[RunnableConfig]:
+        """Hold the thread's turn lease while the block runs; yields the config to run with.
+
+        Every checkpoint and write made with that config checks the lease in the same
+        statement: a second turn on the thread gets `ThreadBusyError` instead of interleaving,
+        and a write arriving after the thread was deleted raises `StaleTurnError` instead of
+        bringing it back. The lease is renewed in the background and released at the end.
+
+            async with saver.aturn({"configurable": {"thread_id": "t1"}}) as config:
+                await graph.ainvoke(inputs, config)
+        """
+        thread_id = thread_id_of(config)
+        user_id = config.get("configurable", {}).get("user_id")
+        turn_id = await self.aacquire_turn(thread_id, user_id=user_id, lease_seconds=lease_seconds)
+        async with self.aheld_turn(thread_id, turn_id, lease_seconds=lease_seconds):
+            yield with_turn(config, turn_id, user_id)
+
+    @asynccontextmanager
+    async def aheld_turn(
+        self, thread_id: str, turn_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> AsyncIterator[None]:
+        """Renew an acquired lease in the background while the block runs, then release it."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease_seconds / 3)
+                if not await self.arenew_turn(thread_id, turn_id, lease_seconds=lease_seconds):
+                    return  # lost: the turn's next write says so
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
+            await self.arelease_turn(thread_id, turn_id)
 
     # -- the sync interface, from other threads ---------------------------------------------
 

@@ -35,6 +35,9 @@ class ThreadLog:
     generation: uuid.UUID
     by_seq: dict[int, BaseMessage] = field(default_factory=dict)
     by_key: dict[MessageKey, int] = field(default_factory=dict)
+    # The thread's next sequence number as last seen: a writer's one-statement fast path
+    # expects it (the statement checks it, so a stale value only costs a retry).
+    next_seq: int | None = None
 
     def add(self, entries: Mapping[int, BaseMessage]) -> None:
         for seq, message in entries.items():
@@ -64,8 +67,20 @@ class MessageCache:
         self._threads[thread_id] = log
         return log
 
+    def peek(self, thread_id: str) -> ThreadLog | None:
+        """The thread's entries, whatever their generation (a writer checks it in SQL)."""
+        log = self._threads.pop(thread_id, None)
+        if log is not None:
+            self._threads[thread_id] = log
+        return log
+
     def remember(
-        self, thread_id: str, generation: uuid.UUID, entries: Mapping[int, BaseMessage]
+        self,
+        thread_id: str,
+        generation: uuid.UUID,
+        entries: Mapping[int, BaseMessage],
+        *,
+        next_seq: int | None = None,
     ) -> None:
         """Add committed entries of `generation`; a cache of another generation is replaced."""
         if self.max_threads == 0:
@@ -74,12 +89,24 @@ class MessageCache:
         if log is None or log.generation != generation:
             log = ThreadLog(generation)
         log.add(entries)
+        if next_seq is not None:
+            log.next_seq = max(next_seq, log.next_seq or 0)
         self._threads[thread_id] = log
         while len(self._threads) > self.max_threads:
             oldest = next(iter(self._threads), None)
             if oldest is None:
                 break
             self._threads.pop(oldest, None)
+
+    def note_next_seq(self, thread_id: str, generation: uuid.UUID, next_seq: int) -> None:
+        """What a read saw, for a thread whose entries of `generation` are cached.
+
+        Never for a thread the cache knows nothing of: the fast path compares new messages
+        with cached ones only, so an empty cache would append every message again.
+        """
+        log = self._threads.get(thread_id)
+        if log is not None and log.generation == generation and log.by_seq:
+            log.next_seq = max(next_seq, log.next_seq or 0)
 
     def drop(self, thread_id: str) -> None:
         self._threads.pop(thread_id, None)

@@ -20,6 +20,10 @@ MESSAGES_REF = "lakebase.messages"  # a list of messages
 MESSAGE_REF = "lakebase.message"  # one message (a pending write of a single message)
 REF_TYPES = (MESSAGES_REF, MESSAGE_REF)
 
+# A message list inside a checkpoint's own JSON (`channel_values`): {INLINE_REF: runs}.
+# Kept there rather than in a blob row, a reference costs a few bytes of the checkpoint row.
+INLINE_REF = "lakebase.messages"
+
 MessageKey = tuple[str, str]
 
 
@@ -36,12 +40,51 @@ def encode_ref(seqs: Sequence[int]) -> bytes:
 
 def decode_ref(blob: bytes) -> list[int]:
     """The sequence numbers `encode_ref` encoded, in order."""
-    return [seq for start, length in json.loads(blob) for seq in range(start, start + length)]
+    return runs_to_seqs(json.loads(blob))
+
+
+def runs_to_seqs(runs: list[list[int]]) -> list[int]:
+    return [seq for start, length in runs for seq in range(start, start + length)]
+
+
+def inline_ref(seqs: Sequence[int]) -> dict[str, Any]:
+    """The value a message list takes in a checkpoint's JSON."""
+    return {INLINE_REF: json.loads(encode_ref(seqs))}
+
+
+def inline_ref_seqs(value: Any) -> list[int] | None:
+    """The sequence numbers of an inline reference; None for any other value."""
+    if isinstance(value, dict) and len(value) == 1 and INLINE_REF in value:
+        return runs_to_seqs(value[INLINE_REF])
+    return None
 
 
 def message_key(message: BaseMessage) -> MessageKey | None:
     """What finds a message again in the log: its type and id (None without an id)."""
     return (message.type, message.id) if message.id else None
+
+
+def copy_message(message: BaseMessage) -> BaseMessage:
+    """A shallow copy, as `model_copy()` makes, at a fraction of its cost (reads make one per
+    message of the state: it adds up on long threads)."""
+    cls = type(message)
+    copy = cls.__new__(cls)
+    extra, private = message.__pydantic_extra__, message.__pydantic_private__
+    object.__setattr__(copy, "__dict__", message.__dict__.copy())
+    object.__setattr__(copy, "__pydantic_fields_set__", message.__pydantic_fields_set__.copy())
+    object.__setattr__(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+    object.__setattr__(copy, "__pydantic_private__", None if private is None else dict(private))
+    return copy
+
+
+def same_message(a: BaseMessage, b: BaseMessage) -> bool:
+    """Pydantic equality (same class and field values), without its per-call overhead."""
+    return a is b or (
+        type(a) is type(b)
+        and a.__dict__ == b.__dict__
+        and a.__pydantic_extra__ == b.__pydantic_extra__
+        and a.__pydantic_private__ == b.__pydantic_private__
+    )
 
 
 def is_message_list(value: Any) -> bool:

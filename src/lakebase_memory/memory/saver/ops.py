@@ -13,6 +13,7 @@ sequence numbers of its messages.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,25 +37,35 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg.types.json import Jsonb
 
 from lakebase_memory.memory.saver import sql
-from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS, MessageCache
+from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS, MessageCache, ThreadLog
 from lakebase_memory.memory.saver.codec import (
     MESSAGE_REF,
     MESSAGES_REF,
     REF_TYPES,
+    MessageKey,
+    copy_message,
     decode_ref,
-    encode_ref,
+    inline_ref,
+    inline_ref_seqs,
     is_inline,
     is_message_list,
-    loggable_write,
     message_key,
     next_version,
+    runs_to_seqs,
+    same_message,
 )
+from lakebase_memory.memory.saver.message_codec import COMPACT, decode_message, encode_message
 
 T = TypeVar("T")
+# The configurable key a turn's writes carry its lease in (see `turns.py`); "__" keeps it out
+# of checkpoint metadata.
+TURN_KEY = "__lakebase_turn_id"
 Row = dict[str, Any]
 AfterCommit = list[Callable[[], None]]
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+# How long a turn's lease lasts unless renewed; a crashed process's lease ends after it.
+DEFAULT_LEASE_SECONDS = 60.0
 # A read that finds a referenced log entry missing (deleted between its two queries by a
 # concurrent prune) starts again; more misses than this mean the log is damaged.
 READ_ATTEMPTS = 3
@@ -64,14 +75,57 @@ class MessageLogError(RuntimeError):
     """A checkpoint refers to log entries that are not in the database."""
 
 
+class ThreadBusyError(RuntimeError):
+    """Another turn holds the thread's lease."""
+
+    def __init__(self, thread_id: str, seconds_left: float | None) -> None:
+        wait = f" (its lease ends within {seconds_left:.0f} s)" if seconds_left else ""
+        super().__init__(
+            f"Thread '{thread_id}' is busy with another turn{wait}: wait for it to finish, "
+            "then send this one again."
+        )
+        self.thread_id = thread_id
+        self.seconds_left = seconds_left
+
+
+class StaleTurnError(RuntimeError):
+    """A turn's write arrived after its thread was deleted or its lease was taken over."""
+
+
 @dataclass(frozen=True)
 class Query:
-    """One statement for a driver to run. `many`: `params` is a list of parameter rows."""
+    """One statement for a driver to run. `many`: `params` is a list of parameter rows.
+
+    `BEGIN` is not a statement: it tells the driver to open the operation's transaction
+    (which commits when the operation ends); statements before it run in autocommit.
+    """
 
     sql: str
-    params: Sequence[Any] | None = None
+    params: Sequence[Any] | Mapping[str, Any] | None = None
     fetch: bool = False
     many: bool = False
+
+
+BEGIN = Query("BEGIN")
+
+
+@dataclass(frozen=True)
+class SaveParts:
+    """What a checkpoint or a task's writes adds to the one save statement."""
+
+    params: dict[str, Any]
+    size: int
+    blobs: bool = False
+    checkpoint: bool = False
+    writes: str | None = None
+
+
+@dataclass(frozen=True)
+class LogPlan:
+    seqs: list[int]
+    appended: list[tuple[int, str | None, str, bytes]]  # (seq, message id, type, blob)
+    learned: dict[int, BaseMessage]
+    next_seq: int
 
 
 Op = Generator[Query, list[Row], T]
@@ -159,6 +213,11 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             rows = yield Query(query, params, fetch=True)
             messages = yield from self._op_resolve(rows)
             if messages is not None:
+                for row in rows:
+                    if row["generation"] is not None:
+                        self.cache.note_next_seq(
+                            row["thread_id"], row["generation"], row["next_seq"]
+                        )
                 return [self._load_tuple(row, messages) for row in rows]
         raise MessageLogError(
             f"checkpoints of thread(s) {sorted({r['thread_id'] for r in rows})} refer to "
@@ -175,6 +234,9 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             for type_, blob in refs:
                 if type_ in REF_TYPES:
                     wanted.setdefault(row["thread_id"], set()).update(decode_ref(blob))
+            for value in (row["checkpoint"].get("channel_values") or {}).values():
+                if (seqs := inline_ref_seqs(value)) is not None:
+                    wanted.setdefault(row["thread_id"], set()).update(seqs)
         if not wanted:
             return {}
         generations = {row["thread_id"]: row["generation"] for row in rows}
@@ -195,7 +257,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             )
             by_thread: dict[str, dict[int, BaseMessage]] = {}
             for entry in fetched:
-                message = self.serde.loads_typed((entry["type"], entry["blob"]))
+                message = self._load_entry(entry)
                 found[(entry["thread_id"], entry["seq"])] = message
                 by_thread.setdefault(entry["thread_id"], {})[entry["seq"]] = message
             if len(fetched) < len(missing):
@@ -214,13 +276,16 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         def load(type_: str, blob: bytes) -> Any:
             if type_ == MESSAGES_REF:
                 # Copies: a caller reassigning a field must not change the cached snapshot.
-                return [messages[(thread_id, s)].model_copy() for s in decode_ref(blob)]
+                return [copy_message(messages[(thread_id, s)]) for s in decode_ref(blob)]
             if type_ == MESSAGE_REF:
-                return messages[(thread_id, decode_ref(blob)[0])].model_copy()
+                return copy_message(messages[(thread_id, decode_ref(blob)[0])])
             return self.serde.loads_typed((type_, blob))
 
         checkpoint = row["checkpoint"]
         values = dict(checkpoint.get("channel_values") or {})
+        for channel, value in values.items():
+            if (seqs := inline_ref_seqs(value)) is not None:
+                values[channel] = [copy_message(messages[(thread_id, s)]) for s in seqs]
         for channel, type_, blob in _blob_triples(row["channel_values"]):
             if type_ != "empty":
                 values[channel] = load(type_, blob)
@@ -260,45 +325,59 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         thread_id = thread_id_of(config)
         checkpoint_ns = configurable.get("checkpoint_ns", "")
-        parent_id = configurable.get("checkpoint_id")
-        # Primitives stay in the checkpoint's JSON, as in the stock saver; the rest are blobs,
-        # written only for the channels this checkpoint changed (`new_versions`).
-        inline = {k: v for k, v in checkpoint["channel_values"].items() if is_inline(v)}
-        changed = {
-            k: checkpoint["channel_values"][k]
+        # Primitives stay in the checkpoint's JSON, as in the stock saver, and so do message
+        # lists, as references (every list of the checkpoint, changed or not: there is no
+        # blob row to find an unchanged one by version). Other values are blobs, written only
+        # for the channels this checkpoint changed (`new_versions`), serialized once even
+        # when the write has to start again under the lock.
+        values = checkpoint["channel_values"]
+        inline = {k: v for k, v in values.items() if is_inline(v)}
+        lists = {k: v for k, v in values.items() if is_message_list(v)}
+        plain = {
+            k: self.serde.dumps_typed(values[k])
             for k in new_versions
-            if k in checkpoint["channel_values"] and k not in inline
+            if k in values and k not in inline and k not in lists
         }
-        lists = {k: v for k, v in changed.items() if is_message_list(v)}
-        # Every writer of the thread takes its lock, also without messages: prune and delete
-        # then never see half of a checkpoint.
-        seqs = yield from self._op_log(thread_id, [m for v in lists.values() for m in v], after)
-        blobs: list[tuple[Any, ...]] = []
-        offset = 0
-        for channel, value in changed.items():
-            version = str(new_versions[channel])
-            if channel in lists:
-                ref = encode_ref(seqs[offset : offset + len(value)])
-                offset += len(value)
-                blobs.append((thread_id, checkpoint_ns, channel, version, MESSAGES_REF, ref))
-            else:
-                blobs.append(
-                    (thread_id, checkpoint_ns, channel, version, *self.serde.dumps_typed(value))
-                )
-        if blobs:
-            yield Query(sql.UPSERT_BLOB, blobs, many=True)
-        stored = {**checkpoint, "channel_values": inline}
-        yield Query(
-            sql.UPSERT_CHECKPOINT,
-            (
-                thread_id,
-                checkpoint_ns,
-                checkpoint["id"],
-                parent_id,
-                Jsonb(stored),
-                Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-            ),
-        )
+        meta = json.dumps(get_serializable_checkpoint_metadata(config, metadata))
+        blob_params = {
+            "blob_channel": list(plain),
+            "blob_version": [str(new_versions[k]) for k in plain],
+            "blob_type": [type_ for type_, _ in plain.values()],
+            "blob_blob": [blob for _, blob in plain.values()],
+        }
+        blob_bytes = sum(len(blob) for _, blob in plain.values())
+
+        def parts(seqs: list[int]) -> SaveParts:
+            refs: dict[str, Any] = {}
+            offset = 0
+            for channel, messages in lists.items():
+                refs[channel] = inline_ref(seqs[offset : offset + len(messages)])
+                offset += len(messages)
+            stored = json.dumps({**checkpoint, "channel_values": {**inline, **refs}})
+            return SaveParts(
+                params={
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": checkpoint["id"],
+                    "parent_id": configurable.get("checkpoint_id"),
+                    "checkpoint": stored,
+                    "metadata": meta,
+                    **blob_params,
+                },
+                size=len(stored) + len(meta) + blob_bytes,
+                blobs=bool(plain),
+                checkpoint=True,
+            )
+
+        # The thread's message count, shown in thread lists: the messages of its latest state.
+        count = None
+        if checkpoint_ns == "":
+            count = sum(
+                len(v)
+                for v in checkpoint["channel_values"].values()
+                if isinstance(v, list) and all(isinstance(m, BaseMessage) for m in v)
+            )
+        messages = [m for v in lists.values() for m in v]
+        yield from self._op_save(config, messages, parts, count, after)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -315,95 +394,219 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         task_path: str,
         after: AfterCommit,
     ) -> Op[None]:
+        # Pending writes are stored as the stock saver stores them, not through the log:
+        # LangGraph saves them in the background, a reply's possibly before the checkpoint
+        # holding the question, and logging it first would split the thread's references.
+        # A write's new messages reach the log with the next checkpoint, in list order.
+        configurable = config["configurable"]
+        types, blobs = [], []
+        for _, value in writes:
+            type_, blob = self.serde.dumps_typed(value)
+            types.append(type_)
+            blobs.append(blob)
+        special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        parts = SaveParts(
+            params={
+                "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+                "checkpoint_id": configurable["checkpoint_id"],
+                "task_id": task_id,
+                "task_path": task_path,
+                "write_idx": [WRITES_IDX_MAP.get(c, idx) for idx, (c, _) in enumerate(writes)],
+                "write_channel": [channel for channel, _ in writes],
+                "write_type": types,
+                "write_blob": blobs,
+            },
+            size=sum(len(b) for b in blobs),
+            writes="replace" if special else "insert",
+        )
+        yield from self._op_save(config, [], lambda _: parts, None, after)
+
+    def _op_save(
+        self,
+        config: RunnableConfig,
+        messages: Sequence[BaseMessage],
+        parts: Callable[[list[int]], SaveParts],
+        message_count: int | None,
+        after: AfterCommit,
+    ) -> Op[None]:
+        """Append what is new in `messages` to the log and save `parts` with their numbers.
+
+        Fast path: this process wrote or read the thread last, so its cache knows the log's
+        generation and next number; one statement (one round trip, in autocommit its own
+        transaction) saves everything if the database agrees. Otherwise, or on a cold cache,
+        a transaction locks the thread's row and reads the truth first.
+        """
         configurable = config["configurable"]
         thread_id = thread_id_of(config)
-        checkpoint_ns = configurable.get("checkpoint_ns", "")
-        checkpoint_id = configurable["checkpoint_id"]
-        logged = [loggable_write(value) for _, value in writes]
-        seqs: list[int] = []
-        if any(m is not None for m in logged):
-            flat = [m for messages in logged if messages is not None for m in messages]
-            seqs = yield from self._op_log(thread_id, flat, after)
-        rows: list[tuple[Any, ...]] = []
-        offset = 0
-        for idx, ((channel, value), messages) in enumerate(zip(writes, logged, strict=True)):
-            if messages is None:
-                type_, blob = self.serde.dumps_typed(value)
-            else:
-                type_ = MESSAGE_REF if isinstance(value, BaseMessage) else MESSAGES_REF
-                blob = encode_ref(seqs[offset : offset + len(messages)])
-                offset += len(messages)
-            index = WRITES_IDX_MAP.get(channel, idx)
-            key = (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, index)
-            rows.append((*key, channel, type_, blob))
-        special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-        yield Query(sql.UPSERT_WRITE if special else sql.INSERT_WRITE, rows, many=True)
-
-    def _op_log(
-        self, thread_id: str, messages: Sequence[BaseMessage], after: AfterCommit
-    ) -> Op[list[int]]:
-        """Lock the thread; the log sequence number of each message, appending the new ones.
-
-        A message is *not* new when an entry of the thread with the same type and id holds an
-        equal message (pydantic equality: content, tool calls, metadata...). Otherwise, be it
-        new, edited or its id unknown, it is appended: correctness never depends on ids.
-        """
-        head = (yield Query(sql.LOCK_THREAD, (thread_id,), fetch=True))[0]
-        generation: uuid.UUID = head["generation"]
-        next_seq: int = head["next_seq"]
+        turn = configurable.get(TURN_KEY)
+        head = {
+            "thread_id": thread_id,
+            "turn_id": str(turn) if turn else None,
+            "user_id": configurable.get("user_id"),
+            "message_count": message_count,
+        }
+        cached = self.cache.peek(thread_id)
+        if not messages:
+            # Nothing refers to the log: no expectation to check, even with a cold cache.
+            applied = yield self._save_query(head, None, 0, LogPlan([], [], {}, 0), parts)
+            if applied[0]["applied"]:
+                return
+        elif cached is not None and cached.next_seq is not None:
+            plan = self._plan_log(thread_id, cached, cached.next_seq, messages, {})
+            applied = yield self._save_query(head, cached.generation, cached.next_seq, plan, parts)
+            if applied[0]["applied"]:
+                after.append(self._remember(thread_id, cached.generation, plan))
+                return
+        yield BEGIN
+        locked = yield Query(
+            sql.LOCK_LEASED_THREAD if turn else sql.LOCK_THREAD, (thread_id,), fetch=True
+        )
+        if turn:
+            check_turn(thread_id, str(turn), locked[0] if locked else None)
+        generation: uuid.UUID = locked[0]["generation"]
+        next_seq: int = locked[0]["next_seq"]
         log = self.cache.get(thread_id, generation)
-        seqs: list[int | None] = [None] * len(messages)
-        for i, m in enumerate(messages):
-            key = message_key(m)
-            seq = log.by_key.get(key) if log is not None and key is not None else None
-            if seq is not None and seq < next_seq and log is not None and log.by_seq[seq] == m:
-                seqs[i] = seq
-        learned: dict[int, BaseMessage] = {}
-        unknown = list(dict.fromkeys(m.id for i, m in enumerate(messages) if seqs[i] is None))
-        if ids := [i for i in unknown if i]:
+        candidates: dict[MessageKey, list[tuple[int, BaseMessage]]] = {}
+        unknown = {m.id for m in messages if m.id and not _known(log, next_seq, m)}
+        if unknown:
             # Messages this process has not seen: a cold cache, another process's writes, or
             # genuinely new ones (then nothing is found, by index).
-            candidates: dict[tuple[str, str], list[tuple[int, BaseMessage]]] = {}
-            for entry in (yield Query(sql.SELECT_LOG_BY_MESSAGE_ID, (thread_id, ids), True)):
-                message = self.serde.loads_typed((entry["type"], entry["blob"]))
+            rows = yield Query(
+                sql.SELECT_LOG_BY_MESSAGE_ID, (thread_id, sorted(unknown)), fetch=True
+            )
+            for entry in rows:
+                message = self._load_entry(entry)
                 candidates.setdefault((message.type, entry["message_id"]), []).append(
                     (entry["seq"], message)
                 )
-            for i, m in enumerate(messages):
-                key = message_key(m)
-                if seqs[i] is None and key is not None:
-                    for seq, stored in sorted(candidates.get(key, []), reverse=True):
-                        if stored == m:
-                            seqs[i], learned[seq] = seq, stored
-                            break
-        appended: list[tuple[Any, ...]] = []
+        plan = self._plan_log(thread_id, log, next_seq, messages, candidates)
+        applied = yield self._save_query(head, generation, next_seq, plan, parts)
+        if not applied[0]["applied"]:  # we hold the row's lock: cannot happen
+            raise RuntimeError(f"thread '{thread_id}' changed under its lock")
+        after.append(self._remember(thread_id, generation, plan))
+
+    def _save_query(
+        self,
+        head: dict[str, Any],
+        generation: uuid.UUID | None,
+        expected_seq: int,
+        plan: LogPlan,
+        parts: Callable[[list[int]], SaveParts],
+    ) -> Query:
+        built = parts(plan.seqs)
+        # Only what the write depends on is checked: appending needs the log's next number
+        # as expected, a reference needs the log's generation (no entry deleted since);
+        # plain writes need neither, so they never retry because of a concurrent append.
+        params = {
+            **head,
+            **built.params,
+            "generation": generation if plan.seqs or plan.appended else None,
+            "expected_seq": expected_seq if plan.appended else None,
+            "next_seq": plan.next_seq,
+            "size": built.size + sum(len(blob) for _, _, _, blob in plan.appended),
+        }
+        if plan.appended:
+            params["log_seq"] = [seq for seq, _, _, _ in plan.appended]
+            params["log_id"] = [message_id for _, message_id, _, _ in plan.appended]
+            params["log_type"] = [type_ for _, _, type_, _ in plan.appended]
+            params["log_blob"] = [blob for _, _, _, blob in plan.appended]
+        statement = sql.save_statement(
+            log=bool(plan.appended),
+            blobs=built.blobs,
+            checkpoint=built.checkpoint,
+            writes=built.writes,
+        )
+        return Query(statement, params, fetch=True)
+
+    def _remember(self, thread_id: str, generation: uuid.UUID, plan: LogPlan) -> Callable[[], None]:
+        return lambda: self.cache.remember(
+            thread_id, generation, plan.learned, next_seq=plan.next_seq
+        )
+
+    def _dump_entry(self, message: BaseMessage) -> tuple[str, bytes, BaseMessage]:
+        """(type, blob) of a log entry for `message`, and the message as read back."""
+        if (blob := encode_message(message)) is not None:
+            snapshot = decode_message(blob, message.id)
+            if snapshot == message:
+                return COMPACT, blob, snapshot
+        type_, blob = self.serde.dumps_typed(message)
+        return type_, blob, self.serde.loads_typed((type_, blob))
+
+    def _load_entry(self, entry: Row) -> BaseMessage:
+        if entry["type"] == COMPACT:
+            return decode_message(entry["blob"], entry["message_id"])
+        message: BaseMessage = self.serde.loads_typed((entry["type"], entry["blob"]))
+        return message
+
+    def _plan_log(
+        self,
+        thread_id: str,
+        log: ThreadLog | None,
+        next_seq: int,
+        messages: Sequence[BaseMessage],
+        candidates: Mapping[MessageKey, list[tuple[int, BaseMessage]]],
+    ) -> LogPlan:
+        """The log sequence number of each message, numbering the new ones from `next_seq`.
+
+        A message is *not* new when an entry of the thread with the same type and id holds an
+        equal message (pydantic equality: content, tool calls, metadata...), found in the
+        cache or among `candidates` read from the database. Otherwise, be it new, edited or
+        its id unknown, it is appended: correctness never depends on ids.
+        """
+        seqs: list[int] = []
+        learned: dict[int, BaseMessage] = {}
+        appended: list[tuple[int, str | None, str, bytes]] = []
         fresh: dict[int, int] = {}  # id(message) -> seq, so one object is appended once
-        for i, m in enumerate(messages):
-            if seqs[i] is not None:
-                continue
-            if id(m) in fresh:
-                seqs[i] = fresh[id(m)]
-                continue
-            type_, blob = self.serde.dumps_typed(m)
-            snapshot = self.serde.loads_typed((type_, blob))
-            if snapshot != m:
-                # A value the serializer does not round-trip exactly: compare later writes
-                # with the message as given, or each checkpoint would append it again.
-                snapshot = m.model_copy()
-            seqs[i] = fresh[id(m)] = next_seq
-            learned[next_seq] = snapshot
-            appended.append((thread_id, next_seq, m.id, type_, blob))
-            next_seq += 1
-        if appended:
-            yield Query(sql.INSERT_LOG_ENTRY, appended, many=True)
-            yield Query(sql.ADVANCE_THREAD, (next_seq, thread_id))
-        if learned:
-            after.append(lambda: self.cache.remember(thread_id, generation, learned))
-        return [s for s in seqs if s is not None]
+        for m in messages:
+            seq = _cached_seq(log, next_seq, m)
+            if seq is None and (key := message_key(m)) is not None:
+                for found, stored in sorted(candidates.get(key, []), reverse=True):
+                    if same_message(stored, m):
+                        seq, learned[found] = found, stored
+                        break
+            if seq is None and id(m) in fresh:
+                seq = fresh[id(m)]
+            if seq is None:
+                type_, blob, snapshot = self._dump_entry(m)
+                if not same_message(snapshot, m):
+                    # A value the serializer does not round-trip exactly: compare later
+                    # writes with the message as given, or each one would append it again.
+                    snapshot = copy_message(m)
+                seq = fresh[id(m)] = next_seq
+                learned[seq] = snapshot
+                appended.append((seq, m.id, type_, blob))
+                next_seq += 1
+            seqs.append(seq)
+        return LogPlan(seqs, appended, learned, next_seq)
+
+    # -- turn leases -------------------------------------------------------------------------
+
+    def _op_acquire_turn(
+        self, thread_id: str, user_id: str | None, lease_seconds: float
+    ) -> Op[str]:
+        turn_id = str(uuid.uuid4())
+        params = {
+            "thread_id": str(thread_id),
+            "user_id": user_id,
+            "turn_id": turn_id,
+            "seconds": float(lease_seconds),
+        }
+        if (yield Query(sql.ACQUIRE_TURN, params, fetch=True)):
+            return turn_id
+        holder = yield Query(sql.TURN_HOLDER, (str(thread_id),), fetch=True)
+        raise ThreadBusyError(str(thread_id), holder[0]["seconds_left"] if holder else None)
+
+    def _op_renew_turn(self, thread_id: str, turn_id: str, lease_seconds: float) -> Op[bool]:
+        params = {"thread_id": str(thread_id), "turn_id": turn_id, "seconds": lease_seconds}
+        return bool((yield Query(sql.RENEW_TURN, params, fetch=True)))
+
+    def _op_release_turn(self, thread_id: str, turn_id: str) -> Op[None]:
+        yield Query(sql.RELEASE_TURN, {"thread_id": str(thread_id), "turn_id": turn_id})
 
     # -- maintenance -----------------------------------------------------------------------
 
     def _op_delete_thread(self, thread_id: str, after: AfterCommit) -> Op[None]:
+        yield BEGIN
         for statement in sql.DELETE_THREAD:
             yield Query(statement, (str(thread_id),))
         after.append(lambda: self.cache.drop(str(thread_id)))
@@ -412,6 +615,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         source, target = str(source), str(target)
         if source == target:
             raise ValueError(f"cannot copy thread '{source}' onto itself")
+        yield BEGIN
         for thread_id in sorted((source, target)):  # one lock order: no deadlock
             yield Query(sql.LOCK_THREAD, (thread_id,), fetch=True)
         taken = yield Query(sql.THREAD_HAS_DATA, (target, target), fetch=True)
@@ -427,12 +631,14 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
 
     def _op_prune_keep_latest(self, thread_id: str, after: AfterCommit) -> Op[None]:
         """Keep the newest checkpoint of each namespace, its writes, blobs and messages."""
+        yield BEGIN
         yield Query(sql.LOCK_EXISTING_THREAD, (thread_id,), fetch=True)
         deleted = yield Query(sql.PRUNE_OLDER_CHECKPOINTS, (thread_id, thread_id), fetch=True)
         if deleted:
             yield from self._op_collect_garbage(thread_id, deleted, after)
 
     def _op_delete_for_runs(self, run_ids: Sequence[str], after: AfterCommit) -> Op[None]:
+        yield BEGIN
         rows = yield Query(sql.THREADS_OF_RUNS, (list(run_ids),), fetch=True)
         threads = sorted({r["thread_id"] for r in rows})
         for thread_id in threads:
@@ -458,11 +664,62 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         refs = yield Query(
             sql.SELECT_REFERENCES, (thread_id, list(REF_TYPES), thread_id, list(REF_TYPES)), True
         )
-        kept = sorted({seq for r in refs for seq in decode_ref(r["blob"])})
+        inline = yield Query(sql.SELECT_INLINE_REFERENCES, (thread_id,), fetch=True)
+        kept = sorted(
+            {seq for r in refs for seq in decode_ref(r["blob"])}
+            | {seq for r in inline for seq in runs_to_seqs(r["runs"])}
+        )
         yield Query(sql.DELETE_UNREFERENCED_LOG, (thread_id, kept))
         # Caches everywhere may hold deleted entries: a new generation makes them start over.
-        yield Query(sql.NEW_GENERATION, (thread_id,))
+        yield Query(sql.RECOUNT_THREAD, {"thread_id": thread_id})
         after.append(lambda: self.cache.drop(thread_id))
+
+
+def checkpoint_key(
+    config: RunnableConfig, checkpoint_id: str | None = None
+) -> tuple[str, str, str]:
+    """(thread, namespace, checkpoint id) of `config`, or of its child `checkpoint_id`."""
+    configurable = config["configurable"]
+    return (
+        str(configurable["thread_id"]),
+        configurable.get("checkpoint_ns", ""),
+        str(checkpoint_id or configurable.get("checkpoint_id")),
+    )
+
+
+def with_turn(config: RunnableConfig, turn_id: str, user_id: str | None) -> RunnableConfig:
+    """`config` for a run of the turn holding `turn_id`: its writes carry the lease."""
+    configurable = {**config.get("configurable", {}), TURN_KEY: turn_id}
+    if user_id is not None:
+        configurable["user_id"] = user_id
+    return {**config, "configurable": configurable}
+
+
+def check_turn(thread_id: str, turn_id: str, head: Row | None) -> None:
+    """Raise if a write of turn `turn_id` may not land on the thread (locked `head` row)."""
+    if head is None:
+        raise StaleTurnError(
+            f"Thread '{thread_id}' was deleted while this turn ran; its writes were discarded."
+        )
+    if str(head["turn_id"]) != turn_id:
+        raise StaleTurnError(
+            f"This turn's lease on thread '{thread_id}' expired and another turn took the "
+            "thread over; this turn's writes were discarded. Send the message again."
+        )
+
+
+def _cached_seq(log: ThreadLog | None, next_seq: int, message: BaseMessage) -> int | None:
+    key = message_key(message)
+    if log is None or key is None:
+        return None
+    seq = log.by_key.get(key)
+    if seq is not None and seq < next_seq and same_message(log.by_seq[seq], message):
+        return seq
+    return None
+
+
+def _known(log: ThreadLog | None, next_seq: int, message: BaseMessage) -> bool:
+    return _cached_seq(log, next_seq, message) is not None
 
 
 def check_prune_arguments(thread_ids: Sequence[str], strategy: str) -> list[str]:

@@ -8,10 +8,16 @@ are the very tables the stock saver uses. The message log is in `ai_chatbot` (mi
 
 from __future__ import annotations
 
+import functools
+
 from lakebase_memory.schema.app_migrations import MIGRATIONS
 
-# The log tables' DDL is the app migration's, run by `setup()` for library users.
-LOG_TABLES_DDL = next(m.sql for m in MIGRATIONS if m.name == "0002_checkpoint_message_log")
+# The log tables' DDL is the app migrations', run by `setup()` for library users.
+LOG_TABLES_DDL = "\n".join(
+    m.sql
+    for m in MIGRATIONS
+    if m.name in ("0002_checkpoint_message_log", "0003_checkpoint_thread_lifecycle")
+)
 CREATE_CHAT_SCHEMA = "CREATE SCHEMA IF NOT EXISTS ai_chatbot"
 
 # One checkpoint row with its channel blobs and pending writes, as the stock saver reads them
@@ -36,14 +42,14 @@ SELECT
         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
             AND cw.checkpoint_id = c.checkpoint_id
     ) AS pending_writes,
-    (
-        SELECT h.generation FROM ai_chatbot.checkpoint_threads h WHERE h.thread_id = c.thread_id
-    ) AS generation
+    h.generation,
+    h.next_seq
 FROM checkpoints c
+LEFT JOIN ai_chatbot.checkpoint_threads h ON h.thread_id = c.thread_id
 """
 
 SELECT_LOG_ENTRIES = """
-SELECT m.thread_id, m.seq, m.type, m.blob
+SELECT m.thread_id, m.seq, m.message_id, m.type, m.blob
 FROM unnest(%s::text[], %s::int[]) AS wanted(thread_id, seq)
 JOIN ai_chatbot.checkpoint_messages m USING (thread_id, seq)
 """
@@ -58,7 +64,14 @@ WHERE thread_id = %s AND message_id = ANY(%s)
 LOCK_THREAD = """
 INSERT INTO ai_chatbot.checkpoint_threads AS h (thread_id) VALUES (%s)
 ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
-RETURNING h.generation, h.next_seq
+RETURNING h.generation, h.next_seq, h.turn_id
+"""
+
+# A write under a turn lease locks the head row but never creates it: a missing row means
+# the thread was deleted while the turn ran, and its late write must not bring it back.
+LOCK_LEASED_THREAD = """
+SELECT generation, next_seq, turn_id FROM ai_chatbot.checkpoint_threads
+WHERE thread_id = %s FOR UPDATE
 """
 
 # Locks an existing thread's head row (maintenance: nothing to create).
@@ -66,50 +79,33 @@ LOCK_EXISTING_THREAD = """
 SELECT generation FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s FOR UPDATE
 """
 
-ADVANCE_THREAD = "UPDATE ai_chatbot.checkpoint_threads SET next_seq = %s WHERE thread_id = %s"
-
-NEW_GENERATION = """
-UPDATE ai_chatbot.checkpoint_threads SET generation = gen_random_uuid() WHERE thread_id = %s
-"""
-
-INSERT_LOG_ENTRY = """
-INSERT INTO ai_chatbot.checkpoint_messages (thread_id, seq, message_id, type, blob)
-VALUES (%s, %s, %s, %s, %s)
-"""
-
-UPSERT_BLOB = """
-INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-"""
-
-UPSERT_CHECKPOINT = """
-INSERT INTO checkpoints
-    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
-DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
-"""
-
-_WRITE_COLUMNS = """
-INSERT INTO checkpoint_writes
-    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
-"""
-# Special writes (errors, interrupts, resumes) replace an earlier one; others keep the first.
-UPSERT_WRITE = (
-    _WRITE_COLUMNS
-    + "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+# After deleting log entries: a new generation (caches everywhere start over) and the
+# thread's exact size again (writes only ever add to it).
+RECOUNT_THREAD = """
+UPDATE ai_chatbot.checkpoint_threads SET generation = gen_random_uuid(), size_bytes = (
+    SELECT coalesce(sum(octet_length(checkpoint::text) + octet_length(metadata::text)), 0)
+    FROM checkpoints WHERE thread_id = %(thread_id)s
+) + (
+    SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_blobs
+    WHERE thread_id = %(thread_id)s
+) + (
+    SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_writes
+    WHERE thread_id = %(thread_id)s
+) + (
+    SELECT coalesce(sum(octet_length(blob)), 0) FROM ai_chatbot.checkpoint_messages
+    WHERE thread_id = %(thread_id)s
 )
-INSERT_WRITE = _WRITE_COLUMNS + "DO NOTHING"
+WHERE thread_id = %(thread_id)s
+"""
 
+# The head row goes first: deleting it takes the thread's lock, so no write can slip in
+# between the other statements.
 DELETE_THREAD = (
+    "DELETE FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s",
     "DELETE FROM checkpoints WHERE thread_id = %s",
     "DELETE FROM checkpoint_blobs WHERE thread_id = %s",
     "DELETE FROM checkpoint_writes WHERE thread_id = %s",
     "DELETE FROM ai_chatbot.checkpoint_messages WHERE thread_id = %s",
-    "DELETE FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s",
 )
 
 THREAD_HAS_DATA = """
@@ -137,7 +133,8 @@ COPY_THREAD = (
 # The copy continues the source's numbering, under a generation of its own.
 CONTINUE_NUMBERING = """
 UPDATE ai_chatbot.checkpoint_threads t
-SET next_seq = s.next_seq, generation = gen_random_uuid()
+SET next_seq = s.next_seq, generation = gen_random_uuid(), user_id = s.user_id,
+    message_count = s.message_count, size_bytes = s.size_bytes
 FROM ai_chatbot.checkpoint_threads s
 WHERE t.thread_id = %s AND s.thread_id = %s
 """
@@ -194,13 +191,142 @@ WHERE b.thread_id = %s AND NOT EXISTS (
 )
 """
 
-# The references that keep log entries alive: message-list blobs and message writes.
+# The references that keep log entries alive: in checkpoints' JSON (SELECT_INLINE_REFERENCES)
+# and, from threads saved by earlier versions, in blobs and writes.
 SELECT_REFERENCES = """
 SELECT type, blob FROM checkpoint_blobs WHERE thread_id = %s AND type = ANY(%s)
 UNION ALL
 SELECT type, blob FROM checkpoint_writes WHERE thread_id = %s AND type = ANY(%s)
 """
 
+SELECT_INLINE_REFERENCES = """
+SELECT v.value -> 'lakebase.messages' AS runs
+FROM checkpoints c, jsonb_each(c.checkpoint -> 'channel_values') AS v
+WHERE c.thread_id = %s AND jsonb_typeof(v.value) = 'object' AND v.value ? 'lakebase.messages'
+"""
+
 DELETE_UNREFERENCED_LOG = """
 DELETE FROM ai_chatbot.checkpoint_messages WHERE thread_id = %s AND seq <> ALL(%s)
+"""
+
+
+# -- a checkpoint or a task's writes in ONE statement --------------------------------------
+#
+# `head` advances the thread's row only if it is as the writer expects it (same log
+# generation and next sequence number, same turn lease when the write carries one); every
+# insert selects FROM head, so either all of it happens or nothing does. In autocommit that
+# is one round trip and one commit per checkpoint. A writer whose cached expectation is stale
+# sees `applied = 0` and starts again under the thread's lock (see `ops._op_save`).
+
+_HEAD = """
+WITH head AS (
+    UPDATE ai_chatbot.checkpoint_threads
+    -- Last activity to the second: writes within the same second leave the indexed column
+    -- as it is, so PostgreSQL updates the row in place (HOT) instead of adding index entries.
+    SET next_seq = greatest(next_seq, %(next_seq)s),
+        updated_at = CASE WHEN updated_at < now() - interval '1 second' THEN now()
+                          ELSE updated_at END,
+        size_bytes = size_bytes + %(size)s,
+        message_count = coalesce(%(message_count)s::integer, message_count),
+        user_id = coalesce(user_id, %(user_id)s::text)
+    WHERE thread_id = %(thread_id)s
+        AND generation = coalesce(%(generation)s::uuid, generation)
+        AND next_seq = coalesce(%(expected_seq)s::integer, next_seq)
+        AND turn_id IS NOT DISTINCT FROM coalesce(%(turn_id)s::uuid, turn_id)
+    RETURNING thread_id
+)"""
+
+_LOG = """, logged AS (
+    INSERT INTO ai_chatbot.checkpoint_messages (thread_id, seq, message_id, type, blob)
+    SELECT head.thread_id, e.seq, e.message_id, e.type, e.blob
+    FROM head, unnest(
+        %(log_seq)s::integer[], %(log_id)s::text[], %(log_type)s::text[], %(log_blob)s::bytea[]
+    ) AS e(seq, message_id, type, blob)
+)"""
+
+_BLOBS = """, blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT head.thread_id, %(checkpoint_ns)s, b.channel, b.version, b.type, b.blob
+    FROM head, unnest(
+        %(blob_channel)s::text[], %(blob_version)s::text[], %(blob_type)s::text[],
+        %(blob_blob)s::bytea[]
+    ) AS b(channel, version, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)"""
+
+_CHECKPOINT = """, saved AS (
+    INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    SELECT head.thread_id, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_id)s,
+        %(checkpoint)s::jsonb, %(metadata)s::jsonb
+    FROM head
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+    DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+)"""
+
+_WRITES = """, written AS (
+    INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT head.thread_id, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s,
+        w.idx, w.channel, w.type, w.blob
+    FROM head, unnest(
+        %(write_idx)s::integer[], %(write_channel)s::text[], %(write_type)s::text[],
+        %(write_blob)s::bytea[]
+    ) AS w(idx, channel, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+    {on_conflict}
+)"""
+
+# Special writes (errors, interrupts, resumes) replace an earlier one; others keep the first.
+_REPLACE_WRITE = (
+    "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+)
+
+
+@functools.cache
+def save_statement(*, log: bool, blobs: bool, checkpoint: bool, writes: str | None) -> str:
+    """The one statement of a write; `writes` is None, "insert" or "replace"."""
+    parts = [_HEAD]
+    if log:
+        parts.append(_LOG)
+    if blobs:
+        parts.append(_BLOBS)
+    if checkpoint:
+        parts.append(_CHECKPOINT)
+    if writes is not None:
+        on_conflict = _REPLACE_WRITE if writes == "replace" else "DO NOTHING"
+        parts.append(_WRITES.format(on_conflict=on_conflict))
+    parts.append("\nSELECT count(*) AS applied FROM head")
+    return "".join(parts)
+
+
+# -- turn leases: one turn at a time per thread -------------------------------------------
+
+# Takes the lease if nobody holds it or the holder's expired (a crashed process); creates
+# the thread's row for a new thread.
+ACQUIRE_TURN = """
+INSERT INTO ai_chatbot.checkpoint_threads AS h (thread_id, user_id, turn_id, turn_expires_at)
+VALUES (%(thread_id)s, %(user_id)s, %(turn_id)s, now() + make_interval(secs => %(seconds)s))
+ON CONFLICT (thread_id) DO UPDATE
+SET turn_id = EXCLUDED.turn_id, turn_expires_at = EXCLUDED.turn_expires_at,
+    user_id = coalesce(h.user_id, EXCLUDED.user_id)
+WHERE h.turn_id IS NULL OR h.turn_expires_at < now()
+RETURNING h.turn_id
+"""
+
+TURN_HOLDER = """
+SELECT greatest(0, extract(epoch FROM turn_expires_at - now()))::float AS seconds_left
+FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s
+"""
+
+RENEW_TURN = """
+UPDATE ai_chatbot.checkpoint_threads
+SET turn_expires_at = now() + make_interval(secs => %(seconds)s)
+WHERE thread_id = %(thread_id)s AND turn_id = %(turn_id)s
+RETURNING thread_id
+"""
+
+RELEASE_TURN = """
+UPDATE ai_chatbot.checkpoint_threads SET turn_id = NULL, turn_expires_at = NULL
+WHERE thread_id = %(thread_id)s AND turn_id = %(turn_id)s
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -24,30 +24,43 @@ from psycopg_pool import ConnectionPool
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
+    BEGIN,
+    DEFAULT_LEASE_SECONDS,
     AfterCommit,
     BaseLinearSaver,
     Op,
     check_prune_arguments,
+    checkpoint_key,
+    thread_id_of,
+    with_turn,
 )
 
 T = TypeVar("T")
 SyncConn = Connection[Any] | ConnectionPool[Any]
 
 
-def drive(cur: Cursor[DictRow], op: Op[T]) -> T:
-    """Run an operation's queries in order, sending each one's rows back."""
-    try:
-        query = next(op)
-        while True:
-            if query.many:
-                cur.executemany(query.sql, query.params or [])
+def drive(conn: Connection[Any], cur: Cursor[DictRow], op: Op[T]) -> T:
+    """Run an operation's queries in order, sending each one's rows back.
+
+    Statements run in autocommit until the operation yields `BEGIN`; from there on, in one
+    transaction, committed when the operation returns and rolled back if it raises.
+    """
+    with ExitStack() as stack:
+        try:
+            query = next(op)
+            while True:
                 rows: list[dict[str, Any]] = []
-            else:
-                cur.execute(query.sql, query.params)
-                rows = cur.fetchall() if query.fetch else []
-            query = op.send(rows)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+                if query is BEGIN:
+                    stack.enter_context(conn.transaction())
+                elif query.many:
+                    cur.executemany(query.sql, query.params or [])  # type: ignore[arg-type]
+                else:
+                    cur.execute(query.sql, query.params)
+                    if query.fetch:
+                        rows = cur.fetchall()
+                query = op.send(rows)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 class LinearPostgresSaver(BaseLinearSaver):
@@ -78,6 +91,7 @@ class LinearPostgresSaver(BaseLinearSaver):
         self.conn = conn
         # Only a single shared connection needs it: a pool hands each call its own.
         self._conn_lock = threading.Lock() if isinstance(conn, Connection) else None
+        self._saving: dict[tuple[str, str, str], threading.Event] = {}  # checkpoints in flight
 
     @classmethod
     @contextmanager
@@ -120,17 +134,61 @@ class LinearPostgresSaver(BaseLinearSaver):
             with self._conn_lock:
                 yield self.conn
 
-    def _run(self, make: Callable[[AfterCommit], Op[T]], *, write: bool = False) -> T:
+    def _run(self, make: Callable[[AfterCommit], Op[T]]) -> T:
         after: AfterCommit = []
         with (
             self._connection() as conn,
-            conn.transaction() if write else nullcontext(),
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
-            result = drive(cur, make(after))
+            result = drive(conn, cur, make(after))
         for step in after:  # only once committed
             step()
         return result
+
+    # -- one turn at a time per thread ------------------------------------------------------
+
+    def acquire_turn(
+        self,
+        thread_id: str,
+        *,
+        user_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> str:
+        """Take the thread's turn lease (see `AsyncLinearPostgresSaver.aturn`)."""
+        return self._run(lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds))
+
+    def renew_turn(
+        self, thread_id: str, turn_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> bool:
+        return self._run(lambda _: self._op_renew_turn(thread_id, turn_id, lease_seconds))
+
+    def release_turn(self, thread_id: str, turn_id: str) -> None:
+        self._run(lambda _: self._op_release_turn(thread_id, turn_id))
+
+    @contextmanager
+    def turn(
+        self, config: RunnableConfig, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> Iterator[RunnableConfig]:
+        """Hold the thread's turn lease while the block runs (see `aturn`); a timer thread
+        renews it."""
+        thread_id = thread_id_of(config)
+        user_id = config.get("configurable", {}).get("user_id")
+        turn_id = self.acquire_turn(thread_id, user_id=user_id, lease_seconds=lease_seconds)
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(lease_seconds / 3):
+                if not self.renew_turn(thread_id, turn_id, lease_seconds=lease_seconds):
+                    return
+
+        renewer = threading.Thread(target=renew, name=f"turn-lease-{thread_id}", daemon=True)
+        renewer.start()
+        try:
+            yield with_turn(config, turn_id, user_id)
+        finally:
+            done.set()
+            renewer.join()
+            self.release_turn(thread_id, turn_id)
 
     # -- BaseCheckpointSaver ---------------------------------------------------------------
 
@@ -157,10 +215,16 @@ class LinearPostgresSaver(BaseLinearSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Save a checkpoint, as a child of `config`'s checkpoint_id; returns its config."""
-        return self._run(
-            lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
-            write=True,
-        )
+        key = checkpoint_key(config, checkpoint["id"])
+        saved = self._saving[key] = threading.Event()
+        try:
+            return self._run(
+                lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
+            )
+        finally:
+            saved.set()
+            if self._saving.get(key) is saved:
+                del self._saving[key]
 
     def put_writes(
         self,
@@ -170,14 +234,17 @@ class LinearPostgresSaver(BaseLinearSaver):
         task_path: str = "",
     ) -> None:
         """Save a task's pending writes on `config`'s checkpoint (idempotent per task)."""
+        # LangGraph saves in the background: let the checkpoint these writes belong to land
+        # first, so that a reply is never logged before the message it answers.
+        if (saving := self._saving.get(checkpoint_key(config))) is not None:
+            saving.wait()
         self._run(
             lambda after: self._op_put_writes(config, writes, task_id, task_path, after),
-            write=True,
         )
 
     def delete_thread(self, thread_id: str) -> None:
         """Erase the thread: checkpoints, blobs, writes and its message log."""
-        self._run(lambda after: self._op_delete_thread(thread_id, after), write=True)
+        self._run(lambda after: self._op_delete_thread(thread_id, after))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Fork: the target gets every checkpoint, write and message of the source.
@@ -187,7 +254,6 @@ class LinearPostgresSaver(BaseLinearSaver):
         """
         self._run(
             lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
-            write=True,
         )
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
@@ -199,14 +265,12 @@ class LinearPostgresSaver(BaseLinearSaver):
             if strategy == "delete":
                 self.delete_thread(thread_id)
             else:
-                self._run(
-                    lambda after, t=thread_id: self._op_prune_keep_latest(t, after), write=True
-                )
+                self._run(lambda after, t=thread_id: self._op_prune_keep_latest(t, after))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) that these runs created."""
         if run_ids := [str(r) for r in run_ids]:
-            self._run(lambda after: self._op_delete_for_runs(run_ids, after), write=True)
+            self._run(lambda after: self._op_delete_for_runs(run_ids, after))
 
     # The async interface runs the sync one in a worker thread, for async callers (and the
     # conformance suite, which is async only).

@@ -1,0 +1,186 @@
+"""One turn at a time per thread (leases), late writes of deleted threads, the one-statement
+write path across processes, and the per-thread statistics the thread lists show."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.checkpoint.base import empty_checkpoint
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from lakebase_memory.agent import build_graph
+from lakebase_memory.memory.saver import (
+    AsyncLinearPostgresSaver,
+    LinearPostgresSaver,
+    StaleTurnError,
+    ThreadBusyError,
+)
+from saver_fixtures import POOL_KWARGS, agent, checkpoint_rows, config
+
+
+def head(database: str, thread_id: str) -> dict[str, Any] | None:
+    with psycopg.connect(database, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute(
+            "SELECT * FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s", (thread_id,)
+        ).fetchone()
+
+
+async def turn(graph: Any, cfg: dict[str, Any], text: str) -> list[BaseMessage]:
+    message = HumanMessage(text, id=str(uuid.uuid4()))
+    result = await graph.ainvoke({"messages": [message]}, cfg, durability="exit")
+    return result["messages"]
+
+
+async def leased_turn(
+    saver: AsyncLinearPostgresSaver, graph: Any, thread_id: str, text: str
+) -> list[BaseMessage]:
+    """One turn on the thread under a turn lease of its own, released afterwards."""
+    async with saver.aturn(config(thread_id)) as cfg:
+        return await turn(graph, cfg, text)
+
+
+async def test_a_second_turn_on_a_busy_thread_is_refused(saver: AsyncLinearPostgresSaver) -> None:
+    graph = agent(saver)
+    async with saver.aturn(config("t1", user_id="ann")) as cfg:
+        with pytest.raises(ThreadBusyError, match="busy with another turn") as refused:
+            async with saver.aturn(config("t1")):
+                pass
+        assert refused.value.seconds_left and refused.value.seconds_left > 0
+        # Another thread is not affected.
+        await leased_turn(saver, graph, "t2", "elsewhere")
+        await turn(graph, cfg, "hello")
+    # Released: the next turn goes ahead and sees the first.
+    messages = await leased_turn(saver, graph, "t1", "again")
+    assert [m.content for m in messages if isinstance(m, HumanMessage)] == ["hello", "again"]
+
+
+async def test_an_expired_lease_is_taken_over_and_its_late_write_refused(
+    database: str, saver: AsyncLinearPostgresSaver
+) -> None:
+    graph = agent(saver)
+    await leased_turn(saver, graph, "t", "one")
+    crashed = await saver.aacquire_turn("t", lease_seconds=1)  # its process never renews
+    await asyncio.sleep(1.2)
+    await leased_turn(saver, graph, "t", "two")
+    stale = {"configurable": {**config("t")["configurable"], "__lakebase_turn_id": crashed}}
+    with pytest.raises(StaleTurnError, match="expired and another turn took"):
+        await turn(graph, stale, "late")
+    state = await graph.aget_state(config("t"))
+    assert [m.content for m in state.values["messages"] if m.type == "human"] == ["one", "two"]
+
+
+async def test_a_thread_deleted_during_a_turn_stays_deleted(
+    database: str, saver: AsyncLinearPostgresSaver
+) -> None:
+    graph = agent(saver)
+    await leased_turn(saver, graph, "gone", "before")
+    async with saver.aturn(config("gone")) as cfg:
+        await saver.adelete_thread("gone")
+        with pytest.raises(StaleTurnError, match="deleted while this turn ran"):
+            await turn(graph, cfg, "late")
+    assert set(checkpoint_rows(database, "gone").values()) == {0}
+    assert await saver.aget_tuple(config("gone")) is None
+
+
+class BarrierModel(BaseChatModel):
+    """Answers only once `parties` calls are in flight together: serialised turns hang."""
+
+    barrier: Any
+
+    @property
+    def _llm_type(self) -> str:
+        return "barrier"
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError
+
+    async def _agenerate(self, messages: list[BaseMessage], *args: Any, **kw: Any) -> ChatResult:
+        await asyncio.wait_for(self.barrier.wait(), timeout=20)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage("ok"))])
+
+
+async def test_independent_threads_run_their_turns_at_the_same_time(
+    saver: AsyncLinearPostgresSaver,
+) -> None:
+    graph = build_graph(BarrierModel(barrier=asyncio.Barrier(4)), "Be brief.", saver)
+
+    await asyncio.gather(*(leased_turn(saver, graph, f"parallel-{i}", "hi") for i in range(4)))
+
+
+async def test_two_processes_writing_one_thread_keep_one_log(
+    database: str, pool: AsyncConnectionPool, saver: AsyncLinearPostgresSaver
+) -> None:
+    """Each saver's cache goes stale when the other writes: its one-statement write is then
+    refused by the database and redone under the lock, never duplicating or losing entries."""
+    async with AsyncLinearPostgresSaver.from_conn_string(database) as other:
+        graphs = [agent(saver), agent(other)]
+        for i in range(8):
+            messages = await turn(graphs[i % 2 if i < 4 else 0], config("shared"), f"m{i}")
+        assert [m.content for m in messages if m.type == "human"] == [f"m{i}" for i in range(8)]
+        assert "You have sent 8 messages" in messages[-1].content
+    stats = head(database, "shared")
+    assert stats is not None and stats["next_seq"] == 16
+    assert checkpoint_rows(database, "shared")["ai_chatbot.checkpoint_messages"] == 16
+
+
+async def test_thread_statistics_follow_every_write(
+    database: str, saver: AsyncLinearPostgresSaver
+) -> None:
+    graph = agent(saver)
+    for text in ("a" * 1000, "b" * 1000, "c" * 1000):
+        await turn(graph, config("stats", user_id="bob"), text)
+    stats = head(database, "stats")
+    assert stats is not None
+    assert stats["user_id"] == "bob" and stats["message_count"] == 6
+    assert stats["size_bytes"] > 3000
+    with psycopg.connect(database) as conn:
+        measured = conn.execute(
+            "SELECT (SELECT sum(octet_length(checkpoint::text) + octet_length(metadata::text))"
+            " FROM checkpoints WHERE thread_id = 'stats') + (SELECT coalesce(sum(length(blob)),"
+            " 0) FROM checkpoint_blobs WHERE thread_id = 'stats') + (SELECT sum(length(blob)) "
+            "FROM ai_chatbot.checkpoint_messages WHERE thread_id = 'stats')"
+        ).fetchone()[0]
+    # Counted from what was sent; the stored JSON text may differ by a few bytes per row.
+    assert abs(stats["size_bytes"] - measured) < 0.05 * measured
+    await saver.aprune(["stats"])  # recounted exactly after a prune
+    pruned = head(database, "stats")
+    assert pruned is not None and 0 < pruned["size_bytes"] < stats["size_bytes"]
+    assert pruned["message_count"] == 6
+    assert pruned["updated_at"] >= stats["updated_at"]
+
+
+def test_the_sync_saver_holds_turns_too(database: str) -> None:
+    with ConnectionPool(database, kwargs=POOL_KWARGS, open=True) as pool:
+        saver = LinearPostgresSaver(pool)
+        saver.setup()
+        with saver.turn(config("sync", user_id="cy"), lease_seconds=3) as cfg:
+            with pytest.raises(ThreadBusyError):
+                saver.acquire_turn("sync")
+            saved = saver.put(cfg, empty_checkpoint(), {}, {})
+        assert saver.get_tuple(saved) is not None
+        turn_id = saver.acquire_turn("sync")  # released
+        saver.delete_thread("sync")
+        late = {"configurable": {**cfg["configurable"], "__lakebase_turn_id": turn_id}}
+        with pytest.raises(StaleTurnError):
+            saver.put(late, empty_checkpoint(), {}, {})
+        assert saver.get_tuple(config("sync")) is None
+
+
+async def test_the_package_exports_both_savers_like_the_stock_ones(database: str) -> None:
+    import lakebase_memory
+
+    async with lakebase_memory.AsyncLinearPostgresSaver.from_conn_string(database) as saver:
+        await saver.setup()
+        await agent(saver).ainvoke({"messages": [HumanMessage("hi")]}, config("top"))
+    with lakebase_memory.LinearPostgresSaver.from_conn_string(database) as sync_saver:
+        sync_saver.setup()  # idempotent
+        latest = sync_saver.get_tuple(config("top"))
+    assert latest is not None
+    assert [m.type for m in latest.checkpoint["channel_values"]["messages"]] == ["human", "ai"]
