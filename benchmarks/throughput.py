@@ -41,6 +41,7 @@ from common import (
     POSTGRES_SAVERS,
     SAVER_LABELS,
     SAVERS,
+    SERVER_MODE,
     STOCK,
     add_modes,
     check,
@@ -192,6 +193,24 @@ async def measure(
                 unit=" turns/s (3x stock)",
                 stock=rate[STOCK],
                 note=f"in-memory saver: {rate[MEMORY]:.0f} turns/s",
+            )
+        )
+    if SERVER_MODE in modes and "async" in modes:
+        # What a user of each sees: this server as it runs, the reference template as it runs
+        # (the stock saver under LangGraph's default durability).
+        server = statistics.median(rates[SERVER_MODE, LINEAR])
+        reference = statistics.median(rates["async", STOCK])
+        result["checks"].append(
+            check(
+                f"turns/s with {clients} concurrent clients, server vs reference setup",
+                mode=f"{SERVER_MODE} vs async",
+                value=server,
+                target=3 * reference,
+                op=">=",
+                unit=" turns/s (3x stock)",
+                stock=reference,
+                note="the server: linear saver, durability=exit; the reference template: "
+                "stock saver, LangGraph's default durability=async",
             )
         )
     return result

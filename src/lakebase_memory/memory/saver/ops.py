@@ -129,6 +129,7 @@ class LogPlan:
 
 
 Op = Generator[Query, list[Row], T]
+Resolved = dict[str, Mapping[int, BaseMessage]]  # thread id -> log entries by number
 
 
 def thread_id_of(config: RunnableConfig) -> str:
@@ -225,8 +226,9 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             "the log was changed outside the saver"
         )
 
-    def _op_resolve(self, rows: list[Row]) -> Op[dict[tuple[str, int], BaseMessage] | None]:
-        """The log entries the rows refer to, from the cache or the database; None if gone."""
+    def _op_resolve(self, rows: list[Row]) -> Op[Resolved | None]:
+        """The log entries the rows refer to, per thread, from the cache or the database;
+        None if some are gone. A thread whose entries are all cached costs no copy."""
         wanted: dict[str, set[int]] = {}
         for row in rows:
             refs = [(t, b) for _, t, b in _blob_triples(row["channel_values"])]
@@ -240,52 +242,51 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         if not wanted:
             return {}
         generations = {row["thread_id"]: row["generation"] for row in rows}
-        found: dict[tuple[str, int], BaseMessage] = {}
+        found: dict[str, Mapping[int, BaseMessage]] = {}
         missing: list[tuple[str, int]] = []
         for thread_id, seqs in wanted.items():
             log = self.cache.get(thread_id, generations[thread_id])
-            for seq in seqs:
-                if log is not None and seq in log.by_seq:
-                    found[(thread_id, seq)] = log.by_seq[seq]
-                else:
-                    missing.append((thread_id, seq))
+            cached = log.by_seq if log is not None else {}
+            if seqs <= cached.keys():
+                found[thread_id] = cached
+                continue
+            found[thread_id] = {seq: cached[seq] for seq in seqs if seq in cached}
+            missing += [(thread_id, seq) for seq in seqs if seq not in cached]
         if missing:
             fetched = yield Query(
                 sql.SELECT_LOG_ENTRIES,
                 ([t for t, _ in missing], [s for _, s in missing]),
                 fetch=True,
             )
-            by_thread: dict[str, dict[int, BaseMessage]] = {}
-            for entry in fetched:
-                message = self._load_entry(entry)
-                found[(entry["thread_id"], entry["seq"])] = message
-                by_thread.setdefault(entry["thread_id"], {})[entry["seq"]] = message
             if len(fetched) < len(missing):
                 return None
-            # Committed rows, read with their generation: safe to cache right away.
+            by_thread: dict[str, dict[int, BaseMessage]] = {}
+            for entry in fetched:
+                by_thread.setdefault(entry["thread_id"], {})[entry["seq"]] = self._load_entry(entry)
             for thread_id, entries in by_thread.items():
+                found[thread_id] = {**found[thread_id], **entries}
+                # Committed rows, read with their generation: safe to cache right away.
                 if (generation := generations[thread_id]) is not None:
                     self.cache.remember(thread_id, generation, entries)
         return found
 
-    def _load_tuple(
-        self, row: Row, messages: Mapping[tuple[str, int], BaseMessage]
-    ) -> CheckpointTuple:
+    def _load_tuple(self, row: Row, resolved: Resolved) -> CheckpointTuple:
         thread_id = row["thread_id"]
+        messages = resolved.get(thread_id, {})
 
         def load(type_: str, blob: bytes) -> Any:
             if type_ == MESSAGES_REF:
                 # Copies: a caller reassigning a field must not change the cached snapshot.
-                return [copy_message(messages[(thread_id, s)]) for s in decode_ref(blob)]
+                return [copy_message(messages[s]) for s in decode_ref(blob)]
             if type_ == MESSAGE_REF:
-                return copy_message(messages[(thread_id, decode_ref(blob)[0])])
+                return copy_message(messages[decode_ref(blob)[0]])
             return self.serde.loads_typed((type_, blob))
 
         checkpoint = row["checkpoint"]
         values = dict(checkpoint.get("channel_values") or {})
         for channel, value in values.items():
             if (seqs := inline_ref_seqs(value)) is not None:
-                values[channel] = [copy_message(messages[(thread_id, s)]) for s in seqs]
+                values[channel] = [copy_message(messages[s]) for s in seqs]
         for channel, type_, blob in _blob_triples(row["channel_values"]):
             if type_ != "empty":
                 values[channel] = load(type_, blob)
