@@ -87,3 +87,24 @@ def test_turns_on_different_threads_run_together(database: str, serve) -> None:
         assert len(model.inside) == 3
         release.set()
         assert [answer_text(r.result().json()) for r in replies] == ["saw 1"] * 3
+
+
+def test_a_client_that_goes_away_mid_answer_still_gets_its_turn_saved(database: str, serve) -> None:
+    """The turn runs on without its client: question and answer are saved, the lease freed."""
+    model = GatedModel(release=threading.Event(), started=threading.Event())
+    server = serve(make_settings(database), model=model)
+    body = {"input": "first", "stream": True, "custom_inputs": {"thread_id": "gone"}}
+    with server.client() as client:
+        with client.stream("POST", "/responses", json=body) as response:
+            assert response.status_code == 200
+            assert model.started.wait(10)
+        # The connection is closed; the model answers afterwards.
+        model.release.set()
+        for _ in range(200):
+            messages = client.get("/api/threads/gone").json().get("messages", [])
+            if len(messages) == 2:
+                break
+            threading.Event().wait(0.05)
+        assert [m["content"] for m in messages] == ["first", "saw 1"]
+        # Not busy: the lease went with the turn's end, not with the client.
+        assert answer_text(ask(client, "second", "gone").json()) == "saw 2"

@@ -184,3 +184,118 @@ async def test_the_package_exports_both_savers_like_the_stock_ones(database: str
         latest = sync_saver.get_tuple(config("top"))
     assert latest is not None
     assert [m.type for m in latest.checkpoint["channel_values"]["messages"]] == ["human", "ai"]
+
+
+def stock_thread(database: str, thread_id: str) -> Any:
+    """A thread only LangGraph's stock saver wrote (no head row), and a sync graph factory."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    def graph(saver: Any) -> Any:
+        builder = StateGraph(MessagesState)
+        builder.add_node(
+            "a", lambda s: {"messages": [AIMessage("re", id="a" + s["messages"][-1].id)]}
+        )
+        builder.add_edge(START, "a")
+        builder.add_edge("a", END)
+        return builder.compile(checkpointer=saver)
+
+    with psycopg.connect(database, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        stock = PostgresSaver(conn)
+        stock.setup()
+        for i in ("1", "2"):
+            graph(stock).invoke({"messages": [HumanMessage(i, id=i)]}, config(thread_id))
+    return graph
+
+
+def test_pruning_a_stock_thread_waits_for_nobody_and_blocks_a_first_linear_write(
+    database: str,
+) -> None:
+    """Prune reads the references, then deletes unreferenced entries: a first write of the
+    linear saver in between would lose its new entries. It waits on the thread's row."""
+    import threading
+
+    from lakebase_memory.memory.saver import sql
+    from lakebase_memory.memory.saver.ops import BEGIN
+
+    graph = stock_thread(database, "s1")
+    with psycopg.connect(database, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        LinearPostgresSaver(conn).setup()
+    writer_done = threading.Event()
+
+    def first_linear_write() -> None:
+        with LinearPostgresSaver.from_conn_string(database) as saver:
+            graph(saver).invoke({"messages": [HumanMessage("3", id="3")]}, config("s1"))
+        writer_done.set()
+
+    writer = threading.Thread(target=first_linear_write)
+    with psycopg.connect(database, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        op = LinearPostgresSaver(conn)._op_prune_keep_latest("s1", [])
+        cur = conn.cursor(binary=True, row_factory=psycopg.rows.dict_row)
+        transaction = conn.transaction()
+        query = next(op)
+        while True:
+            rows: list[Any] = []
+            if query is BEGIN:
+                transaction.__enter__()
+            else:
+                if query.sql == sql.DELETE_UNREFERENCED_LOG:
+                    writer.start()
+                    assert not writer_done.wait(0.5), "the writer went through the prune"
+                cur.execute(query.sql, query.params)
+                rows = cur.fetchall() if query.fetch else []
+            try:
+                query = op.send(rows)
+            except StopIteration:
+                break
+        transaction.__exit__(None, None, None)
+    writer.join(timeout=20)
+    assert writer_done.is_set()
+    with LinearPostgresSaver.from_conn_string(database) as saver:
+        latest = saver.get_tuple(config("s1"))
+    assert latest is not None
+    assert [m.content for m in latest.checkpoint["channel_values"]["messages"]] == [
+        "1",
+        "re",
+        "2",
+        "re",
+        "3",
+        "re",
+    ][-len(latest.checkpoint["channel_values"]["messages"]) :]
+
+
+async def test_editing_a_read_message_in_place_changes_neither_cache_nor_store(
+    database: str, saver: AsyncLinearPostgresSaver
+) -> None:
+    graph = agent(saver)
+    await graph.ainvoke({"messages": [HumanMessage("hi", id="h1")]}, config("edit"))
+    state = await graph.aget_state(config("edit"))
+    first = state.values["messages"][0]
+    first.additional_kwargs["note"] = "edited in place"  # nested: not a field reassignment
+    again = await graph.aget_state(config("edit"))
+    assert again.values["messages"][0].additional_kwargs == {}
+    # Written back as an update, the edit is a new log entry every process reads.
+    await graph.aupdate_state(config("edit"), {"messages": [first]})
+    async with AsyncLinearPostgresSaver.from_conn_string(database) as fresh:
+        stored = await agent(fresh).aget_state(config("edit"))
+    assert stored.values["messages"][0].additional_kwargs == {"note": "edited in place"}
+
+
+async def test_a_failed_renewal_is_retried(
+    database: str, saver: AsyncLinearPostgresSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = saver.arenew_turn
+    calls: list[int] = []
+
+    async def flaky(*args: Any, **kwargs: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("connection blip")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(saver, "arenew_turn", flaky)
+    graph = agent(saver)
+    async with saver.aturn(config("long-turn"), lease_seconds=1.5) as cfg:
+        await asyncio.sleep(2.2)  # past the lease: alive only if renewal went on after the blip
+        await graph.ainvoke({"messages": [HumanMessage("late", id="l1")]}, cfg)
+    assert len(calls) >= 2

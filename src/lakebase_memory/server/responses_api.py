@@ -14,7 +14,7 @@ from lakebase_memory.server.errors import api_error_for
 from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.protocol import ResponsesRequest
 from lakebase_memory.server.runtime import AppRuntime
-from lakebase_memory.server.turns import PreparedTurn, prepare_turn, run_turn
+from lakebase_memory.server.turns import PreparedTurn, prepare_turn, start_turn
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -28,22 +28,25 @@ def runtime_of(request: Request) -> AppRuntime:
 async def _respond(request: Request, body: ResponsesRequest) -> Any:
     runtime = runtime_of(request)
     turn = await prepare_turn(runtime, body, caller_id(request, runtime.settings))
+    events = start_turn(runtime, turn)
     if body.stream:
         return StreamingResponse(
-            _sse(runtime, turn),
+            _sse(runtime, turn, events),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     final: dict[str, Any] = {}
-    async for event in run_turn(runtime, turn):
+    async for event in events:
         if event["type"] == "response.completed":
             final = event["response"]
     return JSONResponse(final)
 
 
-async def _sse(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[str]:
+async def _sse(
+    runtime: AppRuntime, turn: PreparedTurn, events: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[str]:
     try:
-        async for event in run_turn(runtime, turn):
+        async for event in events:
             yield f"data: {json.dumps(event)}\n\n"
     except Exception as error:
         api_error = await api_error_for(error, runtime.target)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
@@ -18,6 +19,7 @@ from lakebase_memory.schema import ensure_schema
 from lakebase_memory.server.retention import RetentionTask
 
 logger = logging.getLogger("lakebase_memory")
+SHUTDOWN_GRACE_SECONDS = 30.0  # how long running turns may take to finish at shutdown
 
 
 @dataclass
@@ -32,6 +34,9 @@ class AppRuntime:
     messages: ChatMessages
     model_name: str
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
+    # Turns that outlive their request (the client went away) and lease releases: finished
+    # before the pool closes.
+    background: set[asyncio.Future[Any]] = field(default_factory=set)
 
     @classmethod
     async def start(cls, settings: Settings, model: BaseChatModel | None = None) -> AppRuntime:
@@ -72,5 +77,10 @@ class AppRuntime:
     async def close(self) -> None:
         if self.retention is not None:
             await self.retention.stop()
+        if self.background:
+            _, running = await asyncio.wait(set(self.background), timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         await self.pool.close()
         await asyncio.to_thread(self.target.close)

@@ -8,10 +8,15 @@ gets 409 `thread_busy` (the client retries once the first answer is complete) in
 two turns interleaving. The agent runs with LangGraph's `durability="exit"`: the turn is
 saved once, when it ends (also when it fails), in one statement, checked against the lease;
 a turn whose thread was deleted meanwhile writes nothing.
+
+A turn runs in a task of its own (`start_turn`), not in the request: a client that goes away
+(a closed tab, "stop", a dropped connection) stops receiving events, but the turn still
+finishes, saves its question and answer, and releases its lease.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -55,7 +60,11 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     try:
         return await _new_input(runtime, thread_id, incoming, config, turn_id)
     except BaseException:
-        await runtime.checkpointer.arelease_turn(thread_id, turn_id)
+        # Also when the request is cancelled (client gone): the release must still happen.
+        release = asyncio.ensure_future(runtime.checkpointer.arelease_turn(thread_id, turn_id))
+        runtime.background.add(release)
+        release.add_done_callback(runtime.background.discard)
+        await asyncio.shield(release)
         raise
 
 
@@ -80,6 +89,35 @@ async def _new_input(
         )
     # With nothing new after an unanswered message (a failed turn), the agent answers it now.
     return PreparedTurn(thread_id, {"messages": fresh}, config, turn_id)
+
+
+def start_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
+    """Run the turn in a task of the runtime; the returned iterator yields its events.
+
+    The caller may stop iterating at any time: the turn goes on to its end either way.
+    """
+    queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+
+    async def produce() -> None:
+        try:
+            async for event in run_turn(runtime, turn):
+                queue.put_nowait(event)
+        except Exception as error:
+            queue.put_nowait(error)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(produce(), name=f"turn {turn.thread_id}")
+    runtime.background.add(task)
+    task.add_done_callback(runtime.background.discard)
+
+    async def events() -> AsyncIterator[Event]:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    return events()
 
 
 async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
@@ -124,8 +162,8 @@ async def _run_agent(
 async def _sync_chat_messages(runtime: AppRuntime, turn: PreparedTurn) -> None:
     try:
         if not await runtime.threads.exists(turn.thread_id):
-            # Deleted while this turn ran: its late checkpoint writes must not revive it.
-            await runtime.checkpointer.adelete_thread(turn.thread_id)
+            # Deleted while this turn ran: its checkpoint write was refused (the lease went
+            # with the thread), so there is nothing to copy.
             return
         state = await runtime.graph.aget_state(turn.config)
         await runtime.messages.sync(turn.thread_id, state.values.get("messages", []))

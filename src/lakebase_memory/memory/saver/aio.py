@@ -8,7 +8,7 @@ a single shared connection is guarded, since it can run one transaction at a tim
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ from lakebase_memory.memory.saver.ops import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 AsyncConn = AsyncConnection[Any] | AsyncConnectionPool[Any]
 
 
@@ -286,7 +287,12 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         async def renew() -> None:
             while True:
                 await asyncio.sleep(lease_seconds / 3)
-                if not await self.arenew_turn(thread_id, turn_id, lease_seconds=lease_seconds):
+                try:
+                    held = await self.arenew_turn(thread_id, turn_id, lease_seconds=lease_seconds)
+                except Exception as error:  # a blip: two more tries before the lease ends
+                    logger.warning("could not renew the turn lease on %s: %s", thread_id, error)
+                    continue
+                if not held:
                     return  # lost: the turn's next write says so
 
         renewing = asyncio.create_task(renew())
@@ -294,8 +300,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             yield
         finally:
             renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await renewing
+            await asyncio.gather(renewing, return_exceptions=True)
             await self.arelease_turn(thread_id, turn_id)
 
     # -- the sync interface, from other threads ---------------------------------------------

@@ -62,7 +62,8 @@ def decode_message(blob: bytes, message_id: str | None) -> BaseMessage:
     # message was validated when it was written and compared with this very decoding then.
     fields = {k: v.copy() if isinstance(v, dict | list) else v for k, v in _DEFAULTS[cls].items()}
     fields.update(stored, id=message_id)
-    return cls.model_construct(_fields_set={*stored, "id"}, **fields)
+    # Every field set, as after LangGraph's serializer (which validates a full dump).
+    return cls.model_construct(_fields_set=set(fields), **fields)
 
 
 def _same(value: Any, default: Any) -> bool:

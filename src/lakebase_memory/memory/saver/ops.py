@@ -255,7 +255,11 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         if missing:
             fetched = yield Query(
                 sql.SELECT_LOG_ENTRIES,
-                ([t for t, _ in missing], [s for _, s in missing]),
+                (
+                    [t for t, _ in missing],
+                    [s for _, s in missing],
+                    [generations[t] for t, _ in missing],
+                ),
                 fetch=True,
             )
             if len(fetched) < len(missing):
@@ -633,7 +637,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
     def _op_prune_keep_latest(self, thread_id: str, after: AfterCommit) -> Op[None]:
         """Keep the newest checkpoint of each namespace, its writes, blobs and messages."""
         yield BEGIN
-        yield Query(sql.LOCK_EXISTING_THREAD, (thread_id,), fetch=True)
+        yield Query(sql.LOCK_THREAD_WITH_CHECKPOINTS, {"thread_id": thread_id}, fetch=True)
         deleted = yield Query(sql.PRUNE_OLDER_CHECKPOINTS, (thread_id, thread_id), fetch=True)
         if deleted:
             yield from self._op_collect_garbage(thread_id, deleted, after)
@@ -643,7 +647,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         rows = yield Query(sql.THREADS_OF_RUNS, (list(run_ids),), fetch=True)
         threads = sorted({r["thread_id"] for r in rows})
         for thread_id in threads:
-            yield Query(sql.LOCK_EXISTING_THREAD, (thread_id,), fetch=True)
+            yield Query(sql.LOCK_THREAD_WITH_CHECKPOINTS, {"thread_id": thread_id}, fetch=True)
         deleted = yield Query(sql.DELETE_RUN_CHECKPOINTS, (threads, list(run_ids)), fetch=True)
         by_thread: dict[str, list[Row]] = {}
         for row in deleted:

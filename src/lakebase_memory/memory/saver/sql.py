@@ -48,10 +48,18 @@ FROM checkpoints c
 LEFT JOIN ai_chatbot.checkpoint_threads h ON h.thread_id = c.thread_id
 """
 
+# Entries of the log generation the checkpoints were read with: a thread deleted (or pruned)
+# and written again in between numbers its entries anew, and the read starts over. (A thread
+# whose head row is gone, e.g. removed by hand, is read as it is.)
 SELECT_LOG_ENTRIES = """
 SELECT m.thread_id, m.seq, m.message_id, m.type, m.blob
-FROM unnest(%s::text[], %s::int[]) AS wanted(thread_id, seq)
-JOIN ai_chatbot.checkpoint_messages m USING (thread_id, seq)
+FROM unnest(%s::text[], %s::int[], %s::uuid[]) AS wanted(thread_id, seq, generation)
+JOIN ai_chatbot.checkpoint_messages m
+    ON m.thread_id = wanted.thread_id AND m.seq = wanted.seq
+WHERE wanted.generation IS NULL OR EXISTS (
+    SELECT 1 FROM ai_chatbot.checkpoint_threads h
+    WHERE h.thread_id = wanted.thread_id AND h.generation = wanted.generation
+)
 """
 
 SELECT_LOG_BY_MESSAGE_ID = """
@@ -74,9 +82,14 @@ SELECT generation, next_seq, turn_id FROM ai_chatbot.checkpoint_threads
 WHERE thread_id = %s FOR UPDATE
 """
 
-# Locks an existing thread's head row (maintenance: nothing to create).
-LOCK_EXISTING_THREAD = """
-SELECT generation FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s FOR UPDATE
+# Maintenance (prune, delete_for_runs) locks the head row of a thread that has checkpoints,
+# creating it for a thread only LangGraph's stock saver wrote, so that a first write of the
+# linear saver cannot slip in between its reading of references and its deleting of entries.
+LOCK_THREAD_WITH_CHECKPOINTS = """
+INSERT INTO ai_chatbot.checkpoint_threads AS h (thread_id)
+SELECT %(thread_id)s WHERE EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = %(thread_id)s)
+ON CONFLICT (thread_id) DO UPDATE SET next_seq = h.next_seq
+RETURNING h.generation
 """
 
 # After deleting log entries: a new generation (caches everywhere start over) and the

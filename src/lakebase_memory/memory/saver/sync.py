@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,6 +37,7 @@ from lakebase_memory.memory.saver.ops import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 SyncConn = Connection[Any] | ConnectionPool[Any]
 
 
@@ -178,7 +180,12 @@ class LinearPostgresSaver(BaseLinearSaver):
 
         def renew() -> None:
             while not done.wait(lease_seconds / 3):
-                if not self.renew_turn(thread_id, turn_id, lease_seconds=lease_seconds):
+                try:
+                    held = self.renew_turn(thread_id, turn_id, lease_seconds=lease_seconds)
+                except Exception as error:  # a blip: two more tries before the lease ends
+                    logger.warning("could not renew the turn lease on %s: %s", thread_id, error)
+                    continue
+                if not held:
                     return
 
         renewer = threading.Thread(target=renew, name=f"turn-lease-{thread_id}", daemon=True)
