@@ -6,12 +6,14 @@ square of the conversation. These savers keep the stock tables and formats for e
 lists of messages, which go to an append-only per-thread log:
 
 - `ai_chatbot.checkpoint_messages (thread_id, seq, message_id, type, blob)`: each message
-  once, serialized with the saver's serializer, numbered 0, 1, 2... within its thread;
+  once, numbered 0, 1, 2... within its thread, in a compact form for LangChain's message
+  classes (`message_codec.py`), else with the saver's serializer;
 - `ai_chatbot.checkpoint_threads`: one row per thread: its owner, size, message count and
   last activity (for thread lists), its next sequence number, a generation that changes when
   log entries are deleted, and the turn lease that fences concurrent turns;
-- a `checkpoint_blobs` row of type `lakebase.messages` holds the run-length encoded sequence
-  numbers of the list, `[[0, 600]]` for 600 messages in order.
+- a checkpoint's JSON holds the list as a reference, its run-length encoded sequence
+  numbers: `{"lakebase.messages": [[0, 600]]}` for 600 messages in order (threads saved by
+  earlier versions have it in a `checkpoint_blobs` row of type `lakebase.messages`).
 
 Saving a checkpoint appends only the messages its list does not already reference, in one
 statement. Any list works, not only appends: a removal (`RemoveMessage`) or an edit (same id,
