@@ -71,7 +71,11 @@ def copy_message(message: BaseMessage) -> BaseMessage:
     cls = type(message)
     copy = cls.__new__(cls)
     extra, private = message.__pydantic_extra__, message.__pydantic_private__
-    fields = {k: _copy_json(v) for k, v in message.__dict__.items()}
+    fields = message.__dict__.copy()
+    for name, value in fields.items():  # replacing values only: the dict keeps its size
+        kind = type(value)
+        if kind is dict or kind is list:
+            fields[name] = _copy_json(value) if value else kind()
     object.__setattr__(copy, "__dict__", fields)
     object.__setattr__(copy, "__pydantic_fields_set__", message.__pydantic_fields_set__.copy())
     object.__setattr__(copy, "__pydantic_extra__", None if extra is None else _copy_json(extra))
