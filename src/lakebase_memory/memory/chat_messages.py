@@ -18,12 +18,11 @@ from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
 from lakebase_memory.memory.history import message_text
-from lakebase_memory.memory.threads import ThreadNotFoundError, chat_id_for, utc_now
+from lakebase_memory.memory.lifecycle import CHAT, CHAT_MESSAGE, VOTE
+from lakebase_memory.memory.threads import ThreadNotFoundError, chat_id_for, utc_now, uuid_for
 
 _MESSAGE_ID_NAMESPACE = uuid.UUID("3b0f7c1e-5a1d-4c7b-8e2f-9d6a4b1c0e21")
-_MESSAGE = sql.Identifier("ai_chatbot", "Message")
-_VOTE = sql.Identifier("ai_chatbot", "Vote")
-_CHAT = sql.Identifier("ai_chatbot", "Chat")
+_MESSAGE, _VOTE, _CHAT = CHAT_MESSAGE, VOTE, CHAT
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
 
 
@@ -33,12 +32,8 @@ class MessageNotFoundError(LookupError):
 
 
 def message_uuid(message: BaseMessage) -> uuid.UUID:
-    """The `"Message".id` of an agent message: its own id when that is a UUID."""
-    raw = message.id or ""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return uuid.uuid5(_MESSAGE_ID_NAMESPACE, raw)
+    """The `"Message".id` of an agent message: its own id when that is a canonical UUID."""
+    return uuid_for(message.id or "", _MESSAGE_ID_NAMESPACE)
 
 
 def message_parts(message: BaseMessage) -> list[dict[str, object]]:
@@ -63,12 +58,17 @@ class ChatMessages:
     async def sync(self, thread_id: str, messages: Sequence[BaseMessage]) -> int:
         """Add the thread's messages the chat does not have yet; returns how many."""
         chat_id = chat_id_for(thread_id)
+        ids = {message_uuid(m): m for m in messages if m.id}
+        if not ids:
+            return 0
         async with self._pool.connection() as conn, conn.transaction():
+            # Looked up by primary key, not by reading every row of the chat.
             cursor = await conn.execute(
-                sql.SQL('SELECT id FROM {} WHERE "chatId" = %s').format(_MESSAGE), (chat_id,)
+                sql.SQL('SELECT id FROM {} WHERE "chatId" = %s AND id = ANY(%s)').format(_MESSAGE),
+                (chat_id, list(ids)),
             )
             present = {row["id"] for row in await cursor.fetchall()}
-            missing = [m for m in messages if m.id and message_uuid(m) not in present]
+            missing = [m for key, m in ids.items() if key not in present]
             if not missing:
                 return 0
             now = utc_now()

@@ -22,28 +22,31 @@ import base64
 import binascii
 import builtins
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from lakebase_memory.database.borrow import borrow
+from lakebase_memory.schema.app_migrations import CHAT_SCHEMA
 
 if TYPE_CHECKING:
     from lakebase_memory.memory.retention import RetentionPolicy, RetentionReport
 
 AsyncConn = AsyncConnection[Any] | AsyncConnectionPool[Any]
 
-CHAT_SCHEMA = "ai_chatbot"
 THREADS = sql.Identifier(CHAT_SCHEMA, "checkpoint_threads")
 LOG = sql.Identifier(CHAT_SCHEMA, "checkpoint_messages")
 CHAT = sql.Identifier(CHAT_SCHEMA, "Chat")
 CHAT_MESSAGE = sql.Identifier(CHAT_SCHEMA, "Message")
 VOTE = sql.Identifier(CHAT_SCHEMA, "Vote")
 MAX_PAGE = 1000
+T = TypeVar("T")
 
 
 class InvalidCursorError(ValueError):
@@ -203,18 +206,9 @@ class ThreadStore:
                 )
             yield cls(conn, checkpoint_schema)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """One connection for a unit of work (a pooled one, or the shared one, serialised)."""
-        if isinstance(self.conn, AsyncConnectionPool):
-            async with self.conn.connection() as conn:
-                _require_autocommit(conn)
-                yield conn
-        else:
-            assert self._conn_lock is not None
-            async with self._conn_lock:
-                _require_autocommit(self.conn)
-                yield self.conn
+        return borrow(self.conn, "ThreadStore", self._conn_lock)
 
     async def list(
         self, user_id: str | None = None, *, limit: int = 20, cursor: str | None = None
@@ -347,24 +341,36 @@ FROM {threads} h LEFT JOIN {chat} c ON c."threadId" = h.thread_id
     return query, params
 
 
-def encode_cursor(last: ThreadStats) -> str:
-    assert last.last_activity is not None
-    raw = json.dumps([last.last_activity.isoformat(), last.thread_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def pack_cursor(*values: str) -> str:
+    """An opaque pagination cursor holding the last row's sort key."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def unpack_cursor(cursor: str, parse: Callable[[list[Any]], T]) -> T:
+    """The sort key `pack_cursor` packed, read by `parse`; InvalidCursorError otherwise."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        at, thread_id = json.loads(base64.urlsafe_b64decode(padded))
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None or not isinstance(thread_id, str):
-            raise ValueError("not a thread cursor")
-        return when, thread_id
+        return parse(json.loads(base64.urlsafe_b64decode(padded)))
     except (binascii.Error, ValueError, TypeError) as error:
         raise InvalidCursorError(
             f"Invalid cursor '{cursor}': pass the next_cursor value of the previous page."
         ) from error
+
+
+def encode_cursor(last: ThreadStats) -> str:
+    assert last.last_activity is not None
+    return pack_cursor(last.last_activity.isoformat(), last.thread_id)
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    def parse(values: list[Any]) -> tuple[datetime, str]:
+        at, thread_id = values
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None or not isinstance(thread_id, str):
+            raise ValueError("not a thread cursor")
+        return when, thread_id
+
+    return unpack_cursor(cursor, parse)
 
 
 def iso_utc(value: datetime | None) -> str | None:
@@ -385,11 +391,3 @@ def _stats(row: dict[str, Any]) -> ThreadStats:
         created_at=row["created_at"],
         last_activity=row["last_activity"],
     )
-
-
-def _require_autocommit(conn: AsyncConnection[Any]) -> None:
-    if not conn.autocommit:
-        raise ValueError(
-            "ThreadStore needs connections opened with autocommit=True: each operation runs "
-            "its own transactions"
-        )

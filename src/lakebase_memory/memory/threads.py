@@ -8,18 +8,24 @@ activity; a thread it has no row for (written by the stock saver) shows zeros.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
-from lakebase_memory.memory.lifecycle import THREADS, InvalidCursorError, delete_thread_rows
+from lakebase_memory.memory.lifecycle import (
+    CHAT,
+    THREADS,
+    InvalidCursorError,
+    delete_thread_rows,
+    iso_utc,
+    pack_cursor,
+    unpack_cursor,
+)
 
 __all__ = [
     "InvalidCursorError",
@@ -88,15 +94,22 @@ class ThreadPage:
 
 
 def chat_id_for(thread_id: str) -> uuid.UUID:
-    # Only the canonical spelling is the chat id itself: "{...}" or upper-case forms of the
-    # same UUID are other thread ids and get derived ids of their own.
+    return uuid_for(thread_id, _DERIVED_ID_NAMESPACE)
+
+
+def uuid_for(raw: str, namespace: uuid.UUID) -> uuid.UUID:
+    """`raw` itself when it is a UUID in canonical spelling, else a UUID derived from it.
+
+    "{...}" or upper-case forms of a UUID are other strings and get derived ids of their own,
+    so two different ids never share a row.
+    """
     try:
-        parsed = uuid.UUID(thread_id)
-        if str(parsed) == thread_id:
+        parsed = uuid.UUID(raw)
+        if str(parsed) == raw:
             return parsed
     except ValueError:
         pass
-    return uuid.uuid5(_DERIVED_ID_NAMESPACE, thread_id)
+    return uuid.uuid5(namespace, raw)
 
 
 def title_from(text: str) -> str:
@@ -107,7 +120,7 @@ def title_from(text: str) -> str:
 
 
 _COLUMNS = sql.SQL('"threadId", id, title, "userId", "createdAt", "updatedAt"')
-_CHAT = sql.Identifier("ai_chatbot", "Chat")
+_CHAT = CHAT
 # A chat with its thread's stats; `c` is the chat (a table or a CTE), `h` the saver's row.
 _WITH_STATS = sql.SQL(
     'c."threadId", c.id, c.title, c."userId", c."createdAt", c."updatedAt", '
@@ -172,11 +185,6 @@ class ThreadCatalogue:
             raise ThreadNotFoundError(thread_id)
         return _summary(row)
 
-    async def exists(self, thread_id: str) -> bool:
-        query = sql.SQL('SELECT 1 FROM {chat} WHERE "threadId" = %s').format(chat=_CHAT)
-        async with self._pool.connection() as conn:
-            return await (await conn.execute(query, (thread_id,))).fetchone() is not None
-
     async def list(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> ThreadPage:
         """The user's threads, most recently active first, `limit` at a time."""
         after = _decode_cursor(cursor) if cursor else None
@@ -227,20 +235,16 @@ def utc_now() -> datetime:
 
 
 def _iso(value: datetime) -> str:
-    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    return iso_utc(value) or ""
 
 
 def _encode_cursor(last: ThreadSummary) -> str:
-    raw = json.dumps([last.updated_at.isoformat(), str(last.chat_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack_cursor(last.updated_at.isoformat(), str(last.chat_id))
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at, chat_id = json.loads(base64.urlsafe_b64decode(padded))
+    def parse(values: list[Any]) -> tuple[datetime, uuid.UUID]:
+        updated_at, chat_id = values
         return datetime.fromisoformat(updated_at), uuid.UUID(chat_id)
-    except (binascii.Error, ValueError, TypeError) as error:
-        raise InvalidCursorError(
-            f"Invalid cursor '{cursor}': pass the next_cursor value of the previous page."
-        ) from error
+
+    return unpack_cursor(cursor, parse)

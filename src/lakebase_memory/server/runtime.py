@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class AppRuntime:
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
     # Turns that outlive their request (the client went away) and lease releases: finished
     # before the pool closes.
-    background: set[asyncio.Future[Any]] = field(default_factory=set)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
     async def start(cls, settings: Settings, model: BaseChatModel | None = None) -> AppRuntime:
@@ -73,6 +74,14 @@ class AppRuntime:
         )  # fmt: skip
         runtime.retention = RetentionTask.start(pool, settings)
         return runtime
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` in a task the runtime keeps (and waits for at shutdown), not the
+        request's: a client going away does not cancel it."""
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
 
     async def close(self) -> None:
         if self.retention is not None:

@@ -26,7 +26,6 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 
 from lakebase_memory.memory.history import message_text, new_messages
-from lakebase_memory.memory.saver import ThreadBusyError
 from lakebase_memory.memory.saver.ops import with_turn
 from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.events import Event, ResponseEvents
@@ -50,21 +49,16 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     incoming = request.messages()
     first_user_text = next((message_text(m) for m in incoming if isinstance(m, HumanMessage)), "")
     await runtime.threads.claim(thread_id, user, first_user_text)
-    try:
-        turn_id = await runtime.checkpointer.aacquire_turn(
-            thread_id, user_id=user, lease_seconds=runtime.settings.turn_lease_seconds
-        )
-    except ThreadBusyError as error:
-        raise ApiError(409, "thread_busy", str(error)) from error
+    # ThreadBusyError (another turn runs) answers 409 thread_busy, as every error is mapped.
+    turn_id = await runtime.checkpointer.aacquire_turn(
+        thread_id, user_id=user, lease_seconds=runtime.settings.turn_lease_seconds
+    )
     config = with_turn({"configurable": {"thread_id": thread_id}}, turn_id, user)
     try:
         return await _new_input(runtime, thread_id, incoming, config, turn_id)
     except BaseException:
         # Also when the request is cancelled (client gone): the release must still happen.
-        release = asyncio.ensure_future(runtime.checkpointer.arelease_turn(thread_id, turn_id))
-        runtime.background.add(release)
-        release.add_done_callback(runtime.background.discard)
-        await asyncio.shield(release)
+        await asyncio.shield(runtime.spawn(runtime.checkpointer.arelease_turn(thread_id, turn_id)))
         raise
 
 
@@ -107,9 +101,7 @@ def start_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
         finally:
             queue.put_nowait(None)
 
-    task = asyncio.create_task(produce(), name=f"turn {turn.thread_id}")
-    runtime.background.add(task)
-    task.add_done_callback(runtime.background.discard)
+    runtime.spawn(produce())
 
     async def events() -> AsyncIterator[Event]:
         while (item := await queue.get()) is not None:
@@ -137,11 +129,12 @@ async def _run_agent(
 ) -> AsyncIterator[Event]:
     for event in events.started():
         yield event
+    state: dict[str, Any] = {}
     try:
         async for mode, payload in runtime.graph.astream(
             turn.graph_input,
             turn.config,
-            stream_mode=["messages", "updates"],
+            stream_mode=["messages", "updates", "values"],
             durability="exit",
         ):
             if mode == "messages":
@@ -149,23 +142,23 @@ async def _run_agent(
                 if isinstance(chunk, AIMessageChunk) and message_text(chunk):
                     for event in events.text_delta(chunk.id, message_text(chunk)):
                         yield event
-            else:
+            elif mode == "updates":
                 for update in payload.values():
                     for message in (update or {}).get("messages", []):
                         for event in events.final_message(message):
                             yield event
+            else:
+                state = payload  # the thread's state after each step: the last one is saved
     finally:
         # Also after a failure: the user's message may be saved without an answer.
-        await _sync_chat_messages(runtime, turn)
+        await _sync_chat_messages(runtime, turn, state.get("messages", []))
 
 
-async def _sync_chat_messages(runtime: AppRuntime, turn: PreparedTurn) -> None:
+async def _sync_chat_messages(
+    runtime: AppRuntime, turn: PreparedTurn, messages: list[BaseMessage]
+) -> None:
+    # A thread deleted meanwhile has no chat row: the sync adds nothing to it.
     try:
-        if not await runtime.threads.exists(turn.thread_id):
-            # Deleted while this turn ran: its checkpoint write was refused (the lease went
-            # with the thread), so there is nothing to copy.
-            return
-        state = await runtime.graph.aget_state(turn.config)
-        await runtime.messages.sync(turn.thread_id, state.values.get("messages", []))
+        await runtime.messages.sync(turn.thread_id, messages)
     except Exception as error:  # the turn's own outcome matters more; the next turn catches up
         logger.warning("could not copy thread %s to the chat messages: %s", turn.thread_id, error)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -26,6 +26,7 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from lakebase_memory.database.borrow import borrow, require_autocommit
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
@@ -90,10 +91,8 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         cache_threads: int = DEFAULT_MAX_THREADS,
     ) -> None:
         super().__init__(serde=serde, cache_threads=cache_threads)
-        if isinstance(conn, AsyncConnection) and not conn.autocommit:
-            raise ValueError(
-                "AsyncLinearPostgresSaver needs a connection opened with autocommit=True"
-            )
+        if isinstance(conn, AsyncConnection):
+            require_autocommit(conn, type(self).__name__)
         self.conn = conn
         self._conn_lock = asyncio.Lock() if isinstance(conn, AsyncConnection) else None
         self._saving: dict[tuple[str, str, str], asyncio.Event] = {}  # checkpoints in flight
@@ -121,20 +120,8 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             await conn.execute(sql.CREATE_CHAT_SCHEMA)
             await conn.execute(sql.LOG_TABLES_DDL.encode(), prepare=False)
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
-        if isinstance(self.conn, AsyncConnectionPool):
-            async with self.conn.connection() as conn:
-                if not conn.autocommit:
-                    raise ValueError(
-                        "AsyncLinearPostgresSaver needs pooled connections with "
-                        "autocommit=True (AsyncConnectionPool(..., kwargs={'autocommit': True}))"
-                    )
-                yield conn
-        else:
-            assert self._conn_lock is not None
-            async with self._conn_lock:
-                yield self.conn
+    def _connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        return borrow(self.conn, type(self).__name__, self._conn_lock)
 
     async def _run(self, make: Callable[[AfterCommit], Op[T]]) -> T:
         after: AfterCommit = []

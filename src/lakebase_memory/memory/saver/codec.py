@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, RemoveMessage
+from langchain_core.messages import BaseMessage
 
 # Type tags of rows that hold log references instead of serialized values. They never clash
 # with a serializer's tags ("msgpack", "json", "bytes", "null", "empty", ...).
@@ -107,22 +107,6 @@ def is_message_list(value: Any) -> bool:
     return (
         isinstance(value, list) and bool(value) and all(isinstance(m, BaseMessage) for m in value)
     )
-
-
-def loggable_write(value: Any) -> list[BaseMessage] | None:
-    """The messages of a pending write worth keeping in the log, or None to store a blob.
-
-    Only messages that already have ids: `add_messages` gives the others ids after the write
-    is saved, so their log entry could never be matched again. `RemoveMessage`s are markers,
-    not content, and share the id of the message they remove.
-    """
-    messages = [value] if isinstance(value, BaseMessage) else value
-    if not isinstance(messages, list) or not messages:
-        return None
-    for m in messages:
-        if not isinstance(m, BaseMessage) or isinstance(m, RemoveMessage) or not m.id:
-            return None
-    return messages
 
 
 def is_inline(value: Any) -> bool:

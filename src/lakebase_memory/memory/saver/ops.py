@@ -374,13 +374,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             )
 
         # The thread's message count, shown in thread lists: the messages of its latest state.
-        count = None
-        if checkpoint_ns == "":
-            count = sum(
-                len(v)
-                for v in checkpoint["channel_values"].values()
-                if isinstance(v, list) and all(isinstance(m, BaseMessage) for m in v)
-            )
+        count = sum(len(v) for v in lists.values()) if checkpoint_ns == "" else None
         messages = [m for v in lists.values() for m in v]
         yield from self._op_save(config, messages, parts, count, after)
         return {

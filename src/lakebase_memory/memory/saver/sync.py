@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -22,6 +22,7 @@ from psycopg import Connection, Cursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
+from lakebase_memory.database.borrow import borrow_sync, require_autocommit
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
@@ -88,8 +89,8 @@ class LinearPostgresSaver(BaseLinearSaver):
         cache_threads: int = DEFAULT_MAX_THREADS,
     ) -> None:
         super().__init__(serde=serde, cache_threads=cache_threads)
-        if isinstance(conn, Connection) and not conn.autocommit:
-            raise ValueError("LinearPostgresSaver needs a connection opened with autocommit=True")
+        if isinstance(conn, Connection):
+            require_autocommit(conn, type(self).__name__)
         self.conn = conn
         # Only a single shared connection needs it: a pool hands each call its own.
         self._conn_lock = threading.Lock() if isinstance(conn, Connection) else None
@@ -121,20 +122,8 @@ class LinearPostgresSaver(BaseLinearSaver):
             conn.execute(sql.CREATE_CHAT_SCHEMA)
             conn.execute(sql.LOG_TABLES_DDL.encode(), prepare=False)
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection[Any]]:
-        if isinstance(self.conn, ConnectionPool):
-            with self.conn.connection() as conn:
-                if not conn.autocommit:
-                    raise ValueError(
-                        "LinearPostgresSaver needs pooled connections with autocommit=True "
-                        "(ConnectionPool(..., kwargs={'autocommit': True}))"
-                    )
-                yield conn
-        else:
-            assert self._conn_lock is not None
-            with self._conn_lock:
-                yield self.conn
+    def _connection(self) -> AbstractContextManager[Connection[Any]]:
+        return borrow_sync(self.conn, type(self).__name__, self._conn_lock)
 
     def _run(self, make: Callable[[AfterCommit], Op[T]]) -> T:
         after: AfterCommit = []

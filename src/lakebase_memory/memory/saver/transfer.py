@@ -42,6 +42,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.database import describe_conninfo
+from lakebase_memory.database.borrow import borrow
 from lakebase_memory.errors import LakebaseMemoryError
 from lakebase_memory.memory.saver.aio import AsyncLinearPostgresSaver
 from lakebase_memory.memory.saver.codec import REF_TYPES, is_message_list
@@ -690,23 +691,10 @@ async def _threads(
 @asynccontextmanager
 async def _connection(source: Source) -> AsyncIterator[AsyncConnection[Any]]:
     """One connection for the whole run: each thread's transaction must be on one session."""
-    if isinstance(source, AsyncConnectionPool):
-        async with source.connection() as conn:
-            _check_idle(conn)
-            yield conn
-    else:
-        _check_idle(source)
-        yield source
-
-
-def _check_idle(conn: AsyncConnection[Any]) -> None:
-    if not conn.autocommit:
-        raise ValueError(
-            "moving threads needs a connection with autocommit=True: it runs one transaction "
-            "per thread itself"
-        )
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise ValueError("the connection is inside a transaction: pass an idle connection")
+    async with borrow(source, "moving threads") as conn:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            raise ValueError("the connection is inside a transaction: pass an idle connection")
+        yield conn
 
 
 async def _move_each(
