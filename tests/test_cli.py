@@ -36,12 +36,17 @@ def test_setup_reports_a_refused_login(monkeypatch, tmp_path, database: str) -> 
 
 def test_config_hides_secrets(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env.local").write_text("OPENAI_API_KEY=sk-secret\nMODEL_BACKEND=echo\n")
+    (tmp_path / ".env.local").write_text(
+        "OPENAI_API_KEY=sk-secret\nMODEL_BACKEND=echo\nDATABRICKS_TOKEN=dapi-secret\n"
+    )
     result = runner.invoke(app, ["config", "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["openai_api_key"] == "***" and shown["model_backend"] == "echo"
-    assert "sk-secret" not in runner.invoke(app, ["config"]).output
+    assert shown["max_output_tokens"] == 512  # a number of tokens is not a token
+    assert shown["databricks_token"] == "***"
+    plain = runner.invoke(app, ["config"]).output
+    assert "sk-secret" not in plain and "dapi-secret" not in plain
 
 
 # -- lakebase-memory threads ---------------------------------------------------------------

@@ -20,7 +20,10 @@ def run(*args: str):
 def test_writes_env_local_after_checking_each_value(local_lakebase: LocalLakebase,
                                                     tmp_path: Path) -> None:  # fmt: skip
     env_file = tmp_path / ".env.local"
-    env_file.write_text("MODEL_BACKEND=echo\nDATABASE_URL=postgresql://old/db\n# a note\n")
+    env_file.write_text(
+        "MODEL_BACKEND=echo\nDATABASE_URL=postgresql://old/db\n# a note\n"
+        "DATABRICKS_CLIENT_ID=old-sp\n"  # another sign-in method: must not stay beside the new
+    )
     result = run("--host", local_lakebase.host, "--token", local_lakebase.owner_token,
                  "--instance", local_lakebase.instance_name, "--port", str(local_lakebase.pg_port),
                  "--env-file", str(env_file))  # fmt: skip
@@ -29,10 +32,11 @@ def test_writes_env_local_after_checking_each_value(local_lakebase: LocalLakebas
     assert f"✓ instance '{local_lakebase.instance_name}' found: AVAILABLE" in result.output
     assert "✓ a database credential can be minted" in result.output
     lines = env_file.read_text().splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
         "MODEL_BACKEND=echo",
         "# disabled by lakebase-memory configure: DATABASE_URL=postgresql://old/db",
         "# a note",
+        "# disabled by lakebase-memory configure: DATABRICKS_CLIENT_ID=old-sp",
     ]
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     assert settings.lakebase_instance_name == local_lakebase.instance_name

@@ -299,3 +299,26 @@ async def test_a_failed_renewal_is_retried(
         await asyncio.sleep(2.2)  # past the lease: alive only if renewal went on after the blip
         await graph.ainvoke({"messages": [HumanMessage("late", id="l1")]}, cfg)
     assert len(calls) >= 2
+
+
+async def test_a_log_changed_outside_the_saver_is_reported(
+    database: str, saver: AsyncLinearPostgresSaver
+) -> None:
+    from lakebase_memory.memory.saver import MessageLogError
+
+    await agent(saver).ainvoke({"messages": [HumanMessage("hi", id="h1")]}, config("damaged"))
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DELETE FROM ai_chatbot.checkpoint_messages WHERE thread_id = 'damaged'")
+    async with AsyncLinearPostgresSaver.from_conn_string(database) as cold:  # no cache to hide it
+        with pytest.raises(MessageLogError, match="changed outside the saver"):
+            await cold.aget_tuple(config("damaged"))
+
+
+async def test_pooled_connections_must_autocommit(database: str) -> None:
+    from lakebase_memory.memory.lifecycle import ThreadStore
+
+    async with AsyncConnectionPool(database, min_size=1, open=False) as plain:
+        with pytest.raises(ValueError, match="AsyncLinearPostgresSaver needs connections opened"):
+            await AsyncLinearPostgresSaver(plain).aget_tuple(config("x"))
+        with pytest.raises(ValueError, match=r"ThreadStore needs .* autocommit=True"):
+            await ThreadStore(plain).get("x")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its class name when it has none."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 class LakebaseMemoryError(Exception):
     """Base of every error this project raises on purpose."""
 

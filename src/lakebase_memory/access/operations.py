@@ -32,6 +32,7 @@ from lakebase_memory.access.privileges import (
     privileges_text,
 )
 from lakebase_memory.access.report import PrivilegeReport, build_report, grants_query, role_query
+from lakebase_memory.errors import first_line
 
 logger = logging.getLogger("lakebase_memory.access")
 
@@ -103,7 +104,7 @@ def _create_plain_role(name: str, kind: IdentityType, cause: psycopg.Error) -> P
         "The databricks_auth extension is not available on this server (%s), so this is "
         "plain PostgreSQL: creating '%s' as a %s role rather than a role bound to a Databricks "
         "identity.",
-        str(cause).strip().splitlines()[0],
+        first_line(cause),
         name,
         "LOGIN" if login else "NOLOGIN (group)",
     )

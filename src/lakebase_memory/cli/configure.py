@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lakebase_memory.config.databricks import SDK_FIELDS
 from lakebase_memory.config.env_file import update_env_file
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ LAKEBASE_KEYS = (
     "LAKEBASE_AUTOSCALING_PROJECT",
     "LAKEBASE_AUTOSCALING_BRANCH",
 )
-AUTH_KEYS = ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_HOST", "DATABRICKS_TOKEN")
+# Every setting the SDK authenticates with: a new one must not meet an old one's leftovers.
+AUTH_KEYS = tuple(field.upper() for field in SDK_FIELDS)
 
 
 def ok(message: str) -> None:

@@ -44,7 +44,8 @@ def config(
 
 
 def _is_secret(key: str) -> bool:
-    return any(word in key for word in ("key", "password", "token", "secret")) or key in (
+    # By name part, so that MAX_OUTPUT_TOKENS (a number) is shown while DATABRICKS_TOKEN is not.
+    return bool({"key", "password", "token", "secret"} & set(key.split("_"))) or key in (
         "database_url",
     )
 

@@ -26,7 +26,7 @@ from lakebase_memory.cli.threads_transfer import export_stock, import_stock
 from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.database import check_login, open_target
 from lakebase_memory.database.pool import CONNECTION_KWARGS
-from lakebase_memory.errors import LakebaseMemoryError
+from lakebase_memory.errors import LakebaseMemoryError, first_line
 from lakebase_memory.memory import ROLES, message_text
 from lakebase_memory.memory.lifecycle import (
     MAX_PAGE,
@@ -272,9 +272,9 @@ def _run(
     except (LakebaseMemoryError, InvalidCursorError) as error:
         _fail(str(error))
     except psycopg.OperationalError as error:
-        _fail(f"the memory database is not available: {_first_line(error)}")
+        _fail(f"the memory database is not available: {first_line(error)}")
     except psycopg.Error as error:  # e.g. a role without DELETE: `lakebase-memory grant`
-        _fail(f"the memory database refused: {_first_line(error)}")
+        _fail(f"the memory database refused: {first_line(error)}")
 
 
 async def _on_store(
@@ -334,10 +334,6 @@ def _unknown(*thread_ids: str) -> NoReturn:
     _fail(
         f"no thread {names} in the memory database; list them with `lakebase-memory threads list`"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _fail(message: str) -> NoReturn:

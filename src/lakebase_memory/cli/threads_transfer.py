@@ -23,7 +23,7 @@ from psycopg import sql as pgsql
 from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.database import check_login, open_target
 from lakebase_memory.database.pool import CONNECTION_KWARGS
-from lakebase_memory.errors import LakebaseMemoryError
+from lakebase_memory.errors import LakebaseMemoryError, first_line
 from lakebase_memory.memory.saver.transfer import (
     DEFAULT_BATCH_SIZE,
     ThreadResult,
@@ -141,7 +141,7 @@ def _run(work: Work, *, dry_run: bool, as_json: bool) -> TransferReport:
     except LakebaseMemoryError as error:
         _fail(str(error))
     except psycopg.OperationalError as error:
-        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        cause = first_line(error)
         _fail(
             f"lost the connection to the memory database: {cause}. Threads already reported "
             "were moved; run the command again for the rest (moved threads are skipped)."

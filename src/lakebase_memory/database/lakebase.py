@@ -24,7 +24,7 @@ from psycopg.conninfo import make_conninfo
 
 from lakebase_memory.config import Settings
 from lakebase_memory.config.databricks import workspace_client
-from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError
+from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError, first_line
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -370,7 +370,7 @@ class LakebaseConnector:
                 f"for another identity): {text}"
             )
         else:
-            cause = text.splitlines()[0] if text else type(error).__name__
+            cause = first_line(error)
         return failure_text(self.name, self.settings, cause)
 
 

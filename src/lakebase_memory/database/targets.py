@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from lakebase_memory.config import Settings
 from lakebase_memory.database.embedded import EmbeddedPostgres
 from lakebase_memory.database.lakebase import LakebaseConnector, lakebase_spec
-from lakebase_memory.errors import ConfigurationError
+from lakebase_memory.errors import ConfigurationError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,9 @@ class DatabaseTarget:
         """What a user should read when connecting failed with `error`."""
         if self.lakebase is not None:
             return self.lakebase.explain_login_failure(error)
-        text = str(error).strip()
-        cause = text.splitlines()[0] if text else type(error).__name__
-        return f"The memory database is not available: {cause}. " + DATABASE_HINT.format(
-            location=self.location
+        return (
+            f"The memory database is not available: {first_line(error)}. "
+            + DATABASE_HINT.format(location=self.location)
         )
 
     def close(self) -> None:

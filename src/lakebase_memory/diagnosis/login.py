@@ -22,7 +22,7 @@ from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.database.targets import DatabaseTarget, TargetKind, open_target
 from lakebase_memory.diagnosis.context import Context
 from lakebase_memory.diagnosis.result import CheckResult, failed, passed
-from lakebase_memory.errors import LakebaseMemoryError
+from lakebase_memory.errors import LakebaseMemoryError, first_line
 
 LOGIN = "login"
 WHERE = "DATABASE_URL (or the PG* variables)"
@@ -74,7 +74,7 @@ def explain(
 ) -> tuple[str, str]:
     """The cause of a refused login, and the exact fix."""
     text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
+    first = first_line(error)
     params = conninfo_to_dict(target.conninfo)
     user = str(params.get("user") or "")
     lakebase = ctx.connector is not None

@@ -14,7 +14,7 @@ from lakebase_memory.config.databricks import workspace_client
 from lakebase_memory.database.lakebase import LakebaseConnector, LakebaseKind, failure_text
 from lakebase_memory.diagnosis.context import Context
 from lakebase_memory.diagnosis.result import CheckResult, failed, not_applicable, passed
-from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError
+from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError, first_line
 
 if TYPE_CHECKING:
     from databricks.sdk.core import Config
@@ -49,7 +49,7 @@ async def check_authentication(ctx: Context) -> CheckResult:
     except Exception as error:  # refused, unreachable, or timed out: all are this check's
         cause = (
             f"Databricks refused or did not answer `current_user.me` ({type(error).__name__}: "
-            f"{_first_line(error)}); configuration used: {describe_config(w.config)}"
+            f"{first_line(error)}); configuration used: {describe_config(w.config)}"
         )
         return failed(AUTHENTICATION, _text(ctx, cause), _auth_fix(w.config, error, settings))
     ctx.identity = me.user_name
@@ -298,11 +298,6 @@ def _settings(ctx: Context) -> Settings:
 
 def _plain(error: BaseException) -> str:
     return SDK_CONFIG_SUFFIX.sub("", str(error)).strip()
-
-
-def _first_line(error: BaseException) -> str:
-    text = _plain(error)
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _iso(moment: float) -> str:

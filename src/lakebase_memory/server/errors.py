@@ -23,6 +23,7 @@ from lakebase_memory.errors import (
     DatabaseUnavailableError,
     LakebaseMemoryError,
     ModelError,
+    first_line,
 )
 from lakebase_memory.memory.chat_messages import MessageNotFoundError
 from lakebase_memory.memory.saver import StaleTurnError, ThreadBusyError
@@ -102,8 +103,7 @@ def _api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiEr
     if isinstance(error, (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)):
         # A value the database cannot store (NUL byte, an index row too large): the input's
         # fault, not an outage.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return ApiError(422, "invalid_value", f"The database refused a value: {first_line}")
+        return ApiError(422, "invalid_value", f"The database refused a value: {first_line(error)}")
     if isinstance(error, MessageNotFoundError):
         return ApiError(404, "message_not_found", str(error))
     if isinstance(error, InvalidCursorError):
