@@ -12,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import psycopg
 import typer
 from psycopg import AsyncConnection
-from psycopg import sql as pgsql
 
+from lakebase_memory.cli.memory_database import fail, human_size, memory_database
 from lakebase_memory.cli.threads_transfer import export_stock, import_stock
 from lakebase_memory.config import Settings, load_settings
-from lakebase_memory.database import check_login, open_target
-from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.errors import LakebaseMemoryError, first_line
 from lakebase_memory.memory import ROLES, message_text
 from lakebase_memory.memory.lifecycle import (
@@ -36,7 +33,6 @@ from lakebase_memory.memory.lifecycle import (
     iso_utc,
 )
 from lakebase_memory.memory.retention import RetentionPolicy
-from lakebase_memory.schema import ensure_schema, pending_migrations
 
 T = TypeVar("T")
 
@@ -200,14 +196,14 @@ def prune(
     days = older_than_days if older_than_days is not None else settings.memory_retention_days
     keep = keep_per_user if keep_per_user is not None else settings.memory_max_threads_per_user
     if days is None and keep is None:
-        _fail(
+        fail(
             "nothing to prune: pass --older-than-days or --keep-per-user (or set "
             "MEMORY_RETENTION_DAYS / MEMORY_MAX_THREADS_PER_USER)"
         )
     try:
         policy = RetentionPolicy(days, keep, keep_latest_checkpoint)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     size = batch_size or settings.memory_retention_batch_size
 
     async def work(store: ThreadStore, _: AsyncConnection[Any]) -> Any:
@@ -270,11 +266,11 @@ def _run(
     try:
         return asyncio.run(_on_store(settings, work, write=write))
     except (LakebaseMemoryError, InvalidCursorError) as error:
-        _fail(str(error))
+        fail(str(error))
     except psycopg.OperationalError as error:
-        _fail(f"the memory database is not available: {first_line(error)}")
+        fail(f"the memory database is not available: {first_line(error)}")
     except psycopg.Error as error:  # e.g. a role without DELETE: `lakebase-memory grant`
-        _fail(f"the memory database refused: {first_line(error)}")
+        fail(f"the memory database refused: {first_line(error)}")
 
 
 async def _on_store(
@@ -283,62 +279,24 @@ async def _on_store(
     *,
     write: bool,
 ) -> T:
-    async with _memory_database(settings, write=write) as conn:
+    async with memory_database(
+        settings, write=write, not_current="start the app once or run `lakebase-memory setup`"
+    ) as conn:
         return await work(ThreadStore(conn, settings.checkpoint_schema), conn)
-
-
-@asynccontextmanager
-async def _memory_database(
-    settings: Settings, *, write: bool
-) -> AsyncIterator[AsyncConnection[Any]]:
-    """One connection to the memory database, its search_path on the checkpoint schema.
-
-    Commands that change data bring the tables up to date first, as the server does at
-    start-up; read-only ones (and dry runs) change nothing and ask for `setup` instead.
-    """
-    target = await asyncio.to_thread(open_target, settings)
-    try:
-        await check_login(target)  # a refused login says why
-        conninfo = await target.login_conninfo()
-        schema = settings.checkpoint_schema
-        if write:
-            await ensure_schema(conninfo, schema)
-        async with await AsyncConnection.connect(
-            conninfo, connect_timeout=settings.db_connect_timeout, **CONNECTION_KWARGS
-        ) as conn:
-            if schema != "public":
-                await conn.execute(
-                    pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema))
-                )
-            if not write and (pending := await pending_migrations(conn, schema)):
-                raise LakebaseMemoryError(
-                    f"the memory database's tables are not current ({', '.join(pending)}): "
-                    "start the app once or run `lakebase-memory setup`"
-                )
-            yield conn
-    finally:
-        await asyncio.to_thread(target.close)
 
 
 def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        _fail("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
+        fail("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
     if not typer.confirm(question, default=False):
-        _fail("cancelled: nothing was deleted")
+        fail("cancelled: nothing was deleted")
 
 
 def _unknown(*thread_ids: str) -> NoReturn:
     names = ", ".join(repr(t) for t in thread_ids)
-    _fail(
-        f"no thread {names} in the memory database; list them with `lakebase-memory threads list`"
-    )
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+    fail(f"no thread {names} in the memory database; list them with `lakebase-memory threads list`")
 
 
 def _table(threads: list[ThreadStats]) -> list[str]:
@@ -363,16 +321,6 @@ def _table(threads: list[ThreadStats]) -> list[str]:
         ).rstrip()
         for row in [header, *rows]
     ]
-
-
-def human_size(count: int) -> str:
-    """1023 B, 1.5 KB, 12.0 MB: bytes in binary units."""
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _when(value: datetime | None) -> str:

@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import psycopg
 import typer
 from psycopg import AsyncConnection
-from psycopg import sql as pgsql
 
+from lakebase_memory.cli.memory_database import fail, human_size, memory_database
 from lakebase_memory.config import Settings, load_settings
-from lakebase_memory.database import check_login, open_target
-from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.errors import LakebaseMemoryError, first_line
 from lakebase_memory.memory.saver.transfer import (
     DEFAULT_BATCH_SIZE,
@@ -32,7 +30,6 @@ from lakebase_memory.memory.saver.transfer import (
     export_stock_threads,
     import_stock_threads,
 )
-from lakebase_memory.schema import ensure_schema, pending_migrations
 
 Work = Callable[[AsyncConnection[Any], Callable[[ThreadResult], None]], Awaitable[TransferReport]]
 
@@ -137,12 +134,12 @@ def _run(work: Work, *, dry_run: bool, as_json: bool) -> TransferReport:
     try:
         return asyncio.run(_on_memory_database(settings, work, progress, dry_run))
     except UnknownThreadError as error:
-        _fail(f"{error}. List the threads with `lakebase-memory threads list`.")
+        fail(f"{error}. List the threads with `lakebase-memory threads list`.")
     except LakebaseMemoryError as error:
-        _fail(str(error))
+        fail(str(error))
     except psycopg.OperationalError as error:
         cause = first_line(error)
-        _fail(
+        fail(
             f"lost the connection to the memory database: {cause}. Threads already reported "
             "were moved; run the command again for the rest (moved threads are skipped)."
         )
@@ -154,26 +151,9 @@ async def _on_memory_database(
     progress: Callable[[ThreadResult], None],
     dry_run: bool,
 ) -> TransferReport:
-    target = await asyncio.to_thread(open_target, settings)
-    try:
-        await check_login(target)  # a refused login says why, not a pool timeout
-        conninfo = await target.login_conninfo()
-        schema = settings.checkpoint_schema
-        if not dry_run:
-            await ensure_schema(conninfo, schema)  # as the server does at start
-        async with await AsyncConnection.connect(conninfo, **CONNECTION_KWARGS) as conn:
-            if schema != "public":
-                await conn.execute(
-                    pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema))
-                )
-            if dry_run and (pending := await pending_migrations(conn, schema)):
-                raise LakebaseMemoryError(
-                    f"the memory database's tables are not current ({', '.join(pending)}): "
-                    "run `lakebase-memory setup` first, or the command without --dry-run"
-                )
-            return await work(conn, progress)
-    finally:
-        await asyncio.to_thread(target.close)
+    hint = "run `lakebase-memory setup` first, or the command without --dry-run"
+    async with memory_database(settings, write=not dry_run, not_current=hint) as conn:
+        return await work(conn, progress)
 
 
 def _line(result: ThreadResult, verb: str) -> str:
@@ -181,9 +161,9 @@ def _line(result: ThreadResult, verb: str) -> str:
         return f"- {result.thread_id}: skipped, {result.reason}"
     if result.status == "failed":
         return f"✗ {result.thread_id}: failed, {result.reason}"
-    size = _size(result.bytes_before)
+    size = human_size(result.bytes_before)
     if result.bytes_after is not None:
-        size += f" → {_size(result.bytes_after)}"
+        size += f" → {human_size(result.bytes_after)}"
     return (
         f"✓ {result.thread_id}: {result.checkpoints} checkpoint(s), {result.writes} pending "
         f"write(s) {verb} {result.status}, {size}"
@@ -202,23 +182,9 @@ def _finish(report: TransferReport, as_json: bool) -> None:
         if report.failed:
             line += f", {len(report.failed)} failed"
         if report.moved:
-            line += f"; {_size(report.bytes_before)}"
+            line += f"; {human_size(report.bytes_before)}"
             if report.bytes_after is not None:
-                line += f" → {_size(report.bytes_after)}"
+                line += f" → {human_size(report.bytes_after)}"
         typer.echo(line + (" (dry run: nothing was changed)" if report.dry_run else ""))
     if report.failed:
         raise typer.Exit(1)
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
