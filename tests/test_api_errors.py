@@ -206,3 +206,30 @@ def test_a_thread_deleted_during_its_turn_stays_deleted(database: str, serve) ->
                 "/invocations", json={"input": "new", "custom_inputs": {"thread_id": "doomed"}}
             ).json()["output"][0]["content"][0]["text"]
         )
+
+
+async def test_pool_timeouts_share_one_login_diagnosis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests timing out on a busy pool must not each open one more connection."""
+    import asyncio
+
+    from psycopg_pool import PoolTimeout
+
+    from lakebase_memory.database import DatabaseTarget, TargetKind
+    from lakebase_memory.server import errors
+
+    logins: list[int] = []
+    real = errors.check_login
+
+    async def counted(target: DatabaseTarget) -> str:
+        logins.append(1)
+        return await real(target)
+
+    monkeypatch.setattr(errors, "check_login", counted)
+    down = DatabaseTarget(
+        TargetKind.POSTGRES, "host=/nonexistent-socket-dir port=1 dbname=x", "nowhere"
+    )
+    answers = await asyncio.gather(*(errors.api_error_for(PoolTimeout(), down) for _ in range(5)))
+    answers.append(await errors.api_error_for(PoolTimeout(), down))
+    assert logins == [1]
+    assert {(a.status, a.code) for a in answers} == {(503, "database_unavailable")}
+    assert all("not available" in a.message for a in answers)

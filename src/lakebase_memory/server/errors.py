@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -78,13 +79,34 @@ async def api_error_for(error: BaseException, target: DatabaseTarget | None) -> 
     report the real cause (database down, credential refused, role missing).
     """
     if isinstance(error, PoolTimeout) and target is not None:
-        try:
-            await asyncio.wait_for(check_login(target), timeout=10)
-        except (DatabaseUnavailableError, TimeoutError) as cause:
-            error = cause
-        except Exception:  # keep the timeout as the explanation
-            logger.debug("diagnosing a pool timeout failed", exc_info=True)
+        error = await _login_diagnosis(target) or error
     return _api_error_for(error, target)
+
+
+# A pool that times out under load would otherwise get one more login per failed request:
+# one diagnosis at a time per target, its answer reused for this long.
+DIAGNOSIS_SECONDS = 30.0
+_diagnoses: dict[int, tuple[float, asyncio.Future[BaseException | None]]] = {}
+
+
+async def _login_diagnosis(target: DatabaseTarget) -> BaseException | None:
+    """Why a login fails now, or None when it works (the pool is merely busy)."""
+    now = time.monotonic()
+    recent = _diagnoses.get(id(target))
+    if recent is None or now - recent[0] > DIAGNOSIS_SECONDS:
+        recent = (now, asyncio.ensure_future(_try_login(target)))
+        _diagnoses[id(target)] = recent
+    return await asyncio.shield(recent[1])
+
+
+async def _try_login(target: DatabaseTarget) -> BaseException | None:
+    try:
+        await asyncio.wait_for(check_login(target), timeout=10)
+    except (DatabaseUnavailableError, TimeoutError) as cause:
+        return cause
+    except Exception:  # keep the timeout as the explanation
+        logger.debug("diagnosing a pool timeout failed", exc_info=True)
+    return None
 
 
 def _api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiError:
