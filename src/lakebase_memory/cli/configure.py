@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lakebase_memory.config.databricks import SDK_FIELDS
+from lakebase_memory.config import Settings
+from lakebase_memory.config.databricks import INSTALL_HINT, SDK_FIELDS
 from lakebase_memory.config.env_file import update_env_file
+from lakebase_memory.database.lakebase import (
+    LakebaseConnector,
+    LakebaseError,
+    LakebaseKind,
+    lakebase_spec,
+)
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -53,9 +59,8 @@ def configure(
     interactive = sys.stdin.isatty()
     try:
         from databricks.sdk import WorkspaceClient
-        from databricks.sdk.errors import DatabricksError, NotFound
     except ImportError as error:
-        raise fail("the Databricks SDK is missing: `uv sync --extra databricks`.") from error
+        raise fail(INSTALL_HINT) from error
 
     if not (profile or host) and interactive:
         answer = typer.prompt("Databricks profile name or workspace URL", default="DEFAULT")
@@ -75,36 +80,36 @@ def configure(
         if instance.startswith("projects/"):
             endpoint, instance = instance, None
 
-    values: dict[str, str] = {}
+    if (project or branch) and not (project and branch):
+        raise fail("--project and --branch go together.")
+    values = {
+        key: value
+        for key, value in (
+            ("LAKEBASE_INSTANCE_NAME", instance),
+            ("LAKEBASE_AUTOSCALING_ENDPOINT", endpoint),
+            ("LAKEBASE_AUTOSCALING_PROJECT", project),
+            ("LAKEBASE_AUTOSCALING_BRANCH", branch),
+        )
+        if value
+    }
+    # The app's own connector finds the target and mints a credential, exactly as the app
+    # will at start-up.
+    fields = {key.lower(): value for key, value in values.items()}
+    settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg, arg-type]
+    spec = lakebase_spec(settings)
+    assert spec is not None
+    connector = LakebaseConnector(spec, settings, w)
     try:
-        if instance:
-            found = w.database.get_database_instance(instance)
-            state = getattr(found.state, "value", found.state)
-            ok(f"instance '{instance}' found: {state}, host {found.read_write_dns}")
-            w.database.generate_database_credential(
-                request_id=str(uuid.uuid4()), instance_names=[instance]
-            )
-            values["LAKEBASE_INSTANCE_NAME"] = instance
-        elif endpoint:
-            found_endpoint = w.postgres.get_endpoint(endpoint)
-            ok(f"endpoint '{endpoint}' found: host {found_endpoint.status.hosts.host}")
-            w.postgres.generate_database_credential(endpoint=endpoint)
-            values["LAKEBASE_AUTOSCALING_ENDPOINT"] = endpoint
+        connector.resolve()
+        if spec.kind is LakebaseKind.BRANCH:
+            ok(f"branch {spec.value} found: read-write endpoint {connector.endpoint}")
+        elif connector.state:
+            ok(f"instance '{connector.name}' found: {connector.state}, host {connector.host}")
         else:
-            if not (project and branch):
-                raise fail("--project and --branch go together.")
-            parent = f"projects/{project}/branches/{branch}"
-            endpoints = list(w.postgres.list_endpoints(parent=parent))
-            if not endpoints:
-                raise fail(f"branch {parent} has no endpoints.")
-            ok(f"branch {parent} found with {len(endpoints)} endpoint(s)")
-            w.postgres.generate_database_credential(endpoint=str(endpoints[0].name))
-            values["LAKEBASE_AUTOSCALING_PROJECT"] = project
-            values["LAKEBASE_AUTOSCALING_BRANCH"] = branch
-    except NotFound as error:
-        raise fail(f"{error}. {_available(w)}") from error
-    except DatabricksError as error:
-        raise fail(f"the workspace refused: {error}") from error
+            ok(f"'{connector.name}' found: host {connector.host}")
+        connector.password_blocking()
+    except LakebaseError as error:
+        raise fail(str(error)) from error
     ok("a database credential can be minted")
 
     if profile:
@@ -148,11 +153,3 @@ def _authenticate(
         raise fail(f"cannot reach the workspace ({used}): {error}") from error
     ok(f"authenticated to {w.config.host} as {me.user_name} ({w.config.auth_type})")
     return w
-
-
-def _available(w: WorkspaceClient) -> str:
-    try:
-        names = [str(i.name) for i in w.database.list_database_instances()]
-    except Exception:  # only a hint
-        return ""
-    return f"Instances in this workspace: {', '.join(names)}." if names else ""

@@ -157,6 +157,14 @@ def failure_text(name: str, settings: Settings, cause: str) -> str:
     return f"{head}\nCause: {cause}"
 
 
+def instance_names(w: WorkspaceClient) -> list[str]:
+    """The workspace's Lakebase instances, for hints; empty when they cannot be listed."""
+    try:
+        return sorted(str(i.name) for i in w.database.list_database_instances())
+    except Exception:  # only a hint: the message is useful without it
+        return []
+
+
 class LakebaseError(DatabaseUnavailableError):
     """A Lakebase connection failed; the message is the reference text plus the cause."""
 
@@ -184,6 +192,7 @@ class LakebaseConnector:
         self.settings = settings
         self._workspace = workspace
         self.host: str | None = None
+        self.state: str | None = None  # the instance's, once resolved (AVAILABLE, UPDATING)
         self.user: str | None = spec.user
         self.instance_name: str | None = spec.value if spec.kind is LakebaseKind.INSTANCE else None
         self.endpoint: str | None = spec.value if spec.kind is LakebaseKind.ENDPOINT else None
@@ -238,6 +247,7 @@ class LakebaseConnector:
 
     def _instance_host(self, instance: Any) -> str:
         state = str(getattr(instance.state, "value", instance.state) or "")
+        self.state = state or None
         if state and state not in ("AVAILABLE", "UPDATING"):
             raise self.fail(f"the instance is {state}, not AVAILABLE: start it and retry.")
         if not instance.read_write_dns:
@@ -275,9 +285,13 @@ class LakebaseConnector:
             LakebaseKind.BRANCH: f"no autoscaling branch '{self.spec.value}'",
         }.get(self.spec.kind, "not found")
         host = self._workspace.config.host if self._workspace else "the workspace"
+        listed = ""
+        named = self.spec.kind is LakebaseKind.INSTANCE and self._workspace is not None
+        if named and (names := instance_names(self._workspace)):  # type: ignore[arg-type]
+            listed = f" Instances in this workspace: {', '.join(names)}."
         return (
             f"{what} in {host} ({error}). Check the name: "
-            "`databricks database list-database-instances`."
+            f"`databricks database list-database-instances`.{listed}"
         )
 
     def _auth_problem(self, error: Exception) -> str:

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from lakebase_memory.config import Settings
 from lakebase_memory.config.databricks import workspace_client
-from lakebase_memory.database.lakebase import LakebaseConnector, LakebaseKind, failure_text
+from lakebase_memory.database.lakebase import (
+    LakebaseConnector,
+    LakebaseKind,
+    failure_text,
+    instance_names,
+)
 from lakebase_memory.diagnosis.context import Context
 from lakebase_memory.diagnosis.result import CheckResult, failed, not_applicable, passed
 from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError, first_line
@@ -262,12 +267,7 @@ def _access_fix(ctx: Context) -> str:
 
 
 def _instance_names(ctx: Context) -> list[str]:
-    if ctx.workspace is None:
-        return []
-    try:
-        return sorted(str(i.name) for i in ctx.workspace.database.list_database_instances())
-    except Exception:  # only a hint: the fix is useful without it
-        return []
+    return [] if ctx.workspace is None else instance_names(ctx.workspace)
 
 
 def _state(ctx: Context) -> str | None:
