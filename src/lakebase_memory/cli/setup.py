@@ -16,7 +16,8 @@ from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.database import check_login, open_target
 from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.errors import LakebaseMemoryError
-from lakebase_memory.schema import BOOKKEEPING_SCHEMA, CHAT_SCHEMA, ensure_schema
+from lakebase_memory.schema import ensure_schema
+from lakebase_memory.schema.privileges import required_schemas
 
 KINDS = {"n": "schema", "r": "table", "p": "table", "S": "sequence", "v": "view"}
 # The app's schemas and their tables, sequences and views, with their owners (indexes go with
@@ -84,7 +85,7 @@ async def run_setup(settings: Settings) -> SetupReport:
         version = await check_login(target)
         typer.echo(f"database: {target.kind.value} PostgreSQL {version} at {target.location}")
         conninfo = await target.login_conninfo()
-        schemas = list(dict.fromkeys([settings.checkpoint_schema, CHAT_SCHEMA, BOOKKEEPING_SCHEMA]))
+        schemas = required_schemas(settings.checkpoint_schema)
         role, before = await _objects(conninfo, schemas)
         steps = await ensure_schema(conninfo, settings.checkpoint_schema)
         _, after = await _objects(conninfo, schemas)

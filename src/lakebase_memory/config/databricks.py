@@ -47,3 +47,13 @@ def workspace_client(settings: Settings, **overrides: Any) -> WorkspaceClient:
     from databricks.sdk import WorkspaceClient
 
     return WorkspaceClient(config=sdk_config(settings, **overrides))
+
+
+def describe_config(config: Config) -> str:
+    """Which authentication the SDK used, for messages: host, auth type, profile, client id."""
+    parts = [f"host={config.host}", f"auth_type={config.auth_type}"]
+    if config.profile:
+        parts.append(f"profile={config.profile}")
+    if config.client_id:
+        parts.append(f"client_id={config.client_id}")
+    return ", ".join(parts)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.conninfo import make_conninfo
 
 from lakebase_memory.config import Settings
-from lakebase_memory.config.databricks import workspace_client
+from lakebase_memory.config.databricks import describe_config, workspace_client
 from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError, first_line
 
 if TYPE_CHECKING:
@@ -56,10 +56,6 @@ class LakebaseSpec:
     port: int = DEFAULT_PORT
     database: str = DATABASE
     sslmode: str = "require"
-
-    @property
-    def label(self) -> str:
-        return self.value
 
 
 def configured_targets(settings: Settings) -> list[str]:
@@ -295,15 +291,7 @@ class LakebaseConnector:
         )
 
     def _auth_problem(self, error: Exception) -> str:
-        config = self._workspace.config if self._workspace else None
-        used = "unknown"
-        if config is not None:
-            parts = [f"host={config.host}", f"auth_type={config.auth_type}"]
-            if config.profile:
-                parts.append(f"profile={config.profile}")
-            if config.client_id:
-                parts.append(f"client_id={config.client_id}")
-            used = ", ".join(parts)
+        used = describe_config(self._workspace.config) if self._workspace else "unknown"
         return (
             f"Databricks refused the request ({type(error).__name__}: {error}); "
             f"configuration used: {used}."

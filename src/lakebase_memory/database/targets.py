@@ -7,7 +7,6 @@ PostgreSQL. Contradictory settings are an error rather than a silent choice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -47,10 +46,6 @@ class DatabaseTarget:
     location: str
     embedded: EmbeddedPostgres | None = field(default=None, repr=False)
     lakebase: LakebaseConnector | None = field(default=None, repr=False)
-
-    @property
-    def password(self) -> Callable[[], Awaitable[str]] | None:
-        return self.lakebase.password if self.lakebase else None
 
     async def login_conninfo(self) -> str:
         """Conninfo for one connection made now (with a fresh credential on Lakebase)."""

@@ -11,7 +11,7 @@ from psycopg.rows import DictRow
 from lakebase_memory.diagnosis.context import Context
 from lakebase_memory.diagnosis.result import CheckResult, failed, passed, skipped
 from lakebase_memory.schema import missing_privileges, pending_migrations
-from lakebase_memory.schema.privileges import required_tables
+from lakebase_memory.schema.privileges import required_schemas, required_tables, table_oid
 
 SCHEMA = "schema"
 PRIVILEGES = "privileges"
@@ -24,9 +24,9 @@ async def check_schema(ctx: Context) -> CheckResult:
     assert conn is not None and settings is not None, "the login check runs first"
     checkpoint_schema = settings.checkpoint_schema
     tables = required_tables(checkpoint_schema)
-    schemas = list(dict.fromkeys(schema for schema, _ in tables))
+    schemas = required_schemas(checkpoint_schema)
     missing = [f"schema {s}" for s in schemas if not await _schema_exists(conn, s)]
-    missing += [f'table {s}."{t}"' for s, t in tables if not await _table_exists(conn, s, t)]
+    missing += [f'table {s}."{t}"' for s, t in tables if await table_oid(conn, s, t) is None]
     ctx.missing_objects = missing
     try:
         pending: list[str] | None = await pending_migrations(conn, checkpoint_schema)
@@ -78,15 +78,6 @@ async def check_privileges(ctx: Context) -> CheckResult:
 
 async def _schema_exists(conn: Connection, schema: str) -> bool:
     cursor = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
-    return await cursor.fetchone() is not None
-
-
-async def _table_exists(conn: Connection, schema: str, table: str) -> bool:
-    cursor = await conn.execute(
-        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
-        (schema, table),
-    )
     return await cursor.fetchone() is not None
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakebase_memory.config import Settings
-from lakebase_memory.config.databricks import workspace_client
+from lakebase_memory.config.databricks import describe_config, workspace_client
 from lakebase_memory.database.lakebase import (
     LakebaseConnector,
     LakebaseKind,
@@ -132,15 +132,6 @@ async def check_credential(ctx: Context) -> CheckResult:
 
 
 # --- texts --------------------------------------------------------------------------------------
-
-
-def describe_config(config: Config) -> str:
-    parts = [f"host={config.host}", f"auth_type={config.auth_type}"]
-    if config.profile:
-        parts.append(f"profile={config.profile}")
-    if config.client_id:
-        parts.append(f"client_id={config.client_id}")
-    return ", ".join(parts)
 
 
 def _text(ctx: Context, cause: str) -> str:
