@@ -28,6 +28,7 @@ from lakebase_memory.access.privileges import (
     SchemaPrivilege,
     SequencePrivilege,
     TablePrivilege,
+    privileges_text,
 )
 from lakebase_memory.schema.privileges import (
     DATABASE_PRIVILEGES,
@@ -140,7 +141,7 @@ def build_plan(
     database = [DatabasePrivilege(x) for x in DATABASE_PRIVILEGES]
     steps.append(
         Step(
-            f"{_names(database)} on database {state.database}",
+            f"{privileges_text(database)} on database {state.database}",
             _grants(database, st.Target.DATABASE, [sql.Identifier(state.database)], p),
             lambda c: c.grant_database(p, database, [state.database]),
             as_owner,
@@ -150,7 +151,7 @@ def build_plan(
     on_schemas = schema_privileges(allow_create)
     steps.append(
         Step(
-            f"{_names(on_schemas)} on schema{'s' if len(schemas) > 1 else ''} {', '.join(schemas)}",
+            f"{privileges_text(on_schemas)} on schema{'s' if len(schemas) > 1 else ''} {', '.join(schemas)}",
             _grants(on_schemas, st.Target.SCHEMA, [sql.Identifier(s) for s in schemas], p),
             lambda c: c.grant_schema(p, on_schemas, schemas),
             as_owner,
@@ -161,7 +162,7 @@ def build_plan(
         tables = list(state.tables)
         steps.append(
             Step(
-                f"{_names(table_privileges)} on {len(tables)} tables: "
+                f"{privileges_text(table_privileges)} on {len(tables)} tables: "
                 + ", ".join(f"{s}.{t}" for s, t in tables),
                 _grants(
                     table_privileges, st.Target.TABLE, [sql.Identifier(s, t) for s, t in tables], p
@@ -175,7 +176,7 @@ def build_plan(
         sequences = list(state.sequences)
         steps.append(
             Step(
-                f"{_names(sequence_privileges)} on sequence{'s' if len(sequences) > 1 else ''} "
+                f"{privileges_text(sequence_privileges)} on sequence{'s' if len(sequences) > 1 else ''} "
                 + ", ".join(f"{s}.{q}" for s, q in sequences),
                 _grants(
                     sequence_privileges,
@@ -223,7 +224,7 @@ def _default_step(
 ) -> Step:
     what = st.DefaultObjects(objects)
     return Step(
-        f"{_names(privileges)} on {objects.lower()} {owner} creates later in {', '.join(schemas)}"
+        f"{privileges_text(privileges)} on {objects.lower()} {owner} creates later in {', '.join(schemas)}"
         " (default privileges)",
         tuple(
             st.render(st.alter_default_privileges(owner, s, privileges, what, p)) for s in schemas
@@ -252,7 +253,3 @@ def _grants(
     privileges: list[Any], target: st.Target, names: list[sql.Identifier], grantee: str
 ) -> tuple[str, ...]:
     return tuple(st.render(st.grant(privileges, target, name, grantee)) for name in names)
-
-
-def _names(privileges: list[Any]) -> str:
-    return ", ".join(p.value for p in privileges)

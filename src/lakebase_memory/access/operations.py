@@ -173,9 +173,9 @@ def change_privileges(
     verb = "revoke" if revoke else "grant"
     text = privileges_text(chosen)
     for label, identifier in names:
-        build = st.revoke if revoke else st.grant
         operation = f"{verb} {text} on {kind.target.label} '{label}'"
-        yield from _run_grant(build(chosen, kind.target, identifier, grantee), operation, grantee)
+        statement = st.grant(chosen, kind.target, identifier, grantee, revoke=revoke)
+        yield from _run_grant(statement, operation, grantee)
         logger.info(
             "%s %s on %s '%s' %s '%s'",
             "Revoked" if revoke else "Granted",

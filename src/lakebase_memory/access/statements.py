@@ -14,7 +14,7 @@ from enum import Enum
 
 from psycopg import sql
 
-from lakebase_memory.access.privileges import AnyPrivilege, IdentityType
+from lakebase_memory.access.privileges import AnyPrivilege, IdentityType, privileges_text
 
 EXTENSION = "databricks_auth"
 MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1
@@ -109,10 +109,9 @@ def parse_qualified(value: str | tuple[str, str], what: str = "table") -> Qualif
 
 
 def privilege_list(privileges: Sequence[AnyPrivilege]) -> sql.Composable:
-    values = [p.value for p in privileges]
-    if "ALL" in values:
-        return sql.SQL("ALL PRIVILEGES")
-    return sql.SQL(", ").join(sql.SQL(_keyword(p)) for p in privileges)
+    for privilege in privileges:
+        _keyword(privilege)
+    return sql.SQL(privileges_text(privileges))
 
 
 def _keyword(privilege: Enum) -> str:
@@ -146,10 +145,20 @@ class Target(Enum):
 
 
 def grant(
-    privileges: Sequence[AnyPrivilege], target: Target, name: sql.Identifier, grantee: str
+    privileges: Sequence[AnyPrivilege],
+    target: Target,
+    name: sql.Identifier,
+    grantee: str,
+    *,
+    revoke: bool = False,
 ) -> sql.Composed:
-    """`GRANT <privileges> ON <target> <name> TO <grantee>`."""
-    return sql.SQL("GRANT {privs} ON {target} {name} TO {grantee}").format(
+    """`GRANT <privileges> ON <target> <name> TO <grantee>`, or the REVOKE ... FROM."""
+    template = (
+        "REVOKE {privs} ON {target} {name} FROM {grantee}"
+        if revoke
+        else ("GRANT {privs} ON {target} {name} TO {grantee}")
+    )
+    return sql.SQL(template).format(
         privs=privilege_list(privileges),
         target=target.keyword,
         name=name,
@@ -161,12 +170,7 @@ def revoke(
     privileges: Sequence[AnyPrivilege], target: Target, name: sql.Identifier, grantee: str
 ) -> sql.Composed:
     """`REVOKE <privileges> ON <target> <name> FROM <grantee>`."""
-    return sql.SQL("REVOKE {privs} ON {target} {name} FROM {grantee}").format(
-        privs=privilege_list(privileges),
-        target=target.keyword,
-        name=name,
-        grantee=sql.Identifier(grantee),
-    )
+    return grant(privileges, target, name, grantee, revoke=True)
 
 
 class DefaultObjects(str, Enum):  # noqa: UP042 - like the privilege enums
