@@ -151,7 +151,8 @@ def build_plan(
     on_schemas = schema_privileges(allow_create)
     steps.append(
         Step(
-            f"{privileges_text(on_schemas)} on schema{'s' if len(schemas) > 1 else ''} {', '.join(schemas)}",
+            f"{privileges_text(on_schemas)} on schema{'s' if len(schemas) > 1 else ''} "
+            + ", ".join(schemas),
             _grants(on_schemas, st.Target.SCHEMA, [sql.Identifier(s) for s in schemas], p),
             lambda c: c.grant_schema(p, on_schemas, schemas),
             as_owner,
@@ -176,7 +177,8 @@ def build_plan(
         sequences = list(state.sequences)
         steps.append(
             Step(
-                f"{privileges_text(sequence_privileges)} on sequence{'s' if len(sequences) > 1 else ''} "
+                f"{privileges_text(sequence_privileges)} on "
+                f"sequence{'s' if len(sequences) > 1 else ''} "
                 + ", ".join(f"{s}.{q}" for s, q in sequences),
                 _grants(
                     sequence_privileges,
@@ -224,8 +226,8 @@ def _default_step(
 ) -> Step:
     what = st.DefaultObjects(objects)
     return Step(
-        f"{privileges_text(privileges)} on {objects.lower()} {owner} creates later in {', '.join(schemas)}"
-        " (default privileges)",
+        f"{privileges_text(privileges)} on {objects.lower()} {owner} creates later in "
+        f"{', '.join(schemas)} (default privileges)",
         tuple(
             st.render(st.alter_default_privileges(owner, s, privileges, what, p)) for s in schemas
         ),
