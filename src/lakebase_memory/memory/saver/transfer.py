@@ -57,7 +57,7 @@ DEFAULT_BATCH_SIZE = 100
 # shows one in its first rows, and a long one holds hundreds of megabytes of them.
 PROBE_PAGE = 50
 # Columns of the thread's head row that describe the thread rather than its storage, kept
-# across an import (created by the lifecycle migration; absent columns are left alone).
+# across an import.
 KEPT_HEAD_COLUMNS = ("user_id", "created_at", "updated_at")
 
 _LOG = "ai_chatbot.checkpoint_messages"
@@ -207,7 +207,6 @@ async def import_stock_threads(
     """
     report = TransferReport("import", "in place", dry_run)
     async with _connection(conn_or_pool) as conn:
-        head_columns = await _head_columns(conn)
 
         async def move(thread_id: str) -> _Moved:
             saver = AsyncLinearPostgresSaver(conn, serde=serde)
@@ -225,7 +224,7 @@ async def import_stock_threads(
                 checkpoints = await _read_thread(conn, saver, thread_id)
                 await saver.adelete_thread(thread_id)
                 await _replay(saver, thread_id, checkpoints)
-                await _restore_head(conn, thread_id, head, head_columns, checkpoints)
+                await _restore_head(conn, thread_id, head, checkpoints)
                 after = await _thread_bytes(conn, thread_id, log=True)
             return checkpoints, before, after
 
@@ -509,7 +508,6 @@ async def _restore_head(
     conn: AsyncConnection[Any],
     thread_id: str,
     head: dict[str, Any] | None,
-    columns: set[str],
     checkpoints: list[_Checkpoint],
 ) -> None:
     """Give the rewritten thread back its owner, creation time and last activity.
@@ -530,8 +528,6 @@ async def _restore_head(
     assignments: list[sql.Composable] = []
     params: list[Any] = []
     for column in KEPT_HEAD_COLUMNS:
-        if column not in columns:
-            continue
         if column == "user_id":
             assignments.append(
                 sql.SQL(
@@ -549,15 +545,6 @@ async def _restore_head(
         sql.SQL(_HEADS), sql.SQL(", ").join(assignments)
     )
     await conn.execute(statement, [*params, thread_id])
-
-
-async def _head_columns(conn: AsyncConnection[Any]) -> set[str]:
-    cursor = await conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-        "AND attnum > 0 AND NOT attisdropped",
-        (_HEADS,),
-    )
-    return {_first(row) for row in await cursor.fetchall()}
 
 
 # -- what a thread holds ---------------------------------------------------------------------
