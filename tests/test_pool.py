@@ -37,7 +37,9 @@ def test_connections_dropped_by_the_server_are_replaced(database: str, serve) ->
         say(client, "before", "drop")
         with psycopg.connect(database, autocommit=True) as admin:
             for pid in app_sessions(database):
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                # Wait (up to 5 s) until the session is gone: a drop that has happened, not
+                # one racing the next request, which no checkout check can see coming.
+                admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
         # The pool checks a connection before lending it and reconnects: no failed request.
         assert "You have sent 2" in answer_text(say(client, "after", "drop"))
         assert client.get("/health").json() == {"status": "healthy"}
