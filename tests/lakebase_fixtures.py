@@ -89,3 +89,21 @@ def short_token_ttl(local_lakebase: LocalLakebase) -> Iterator[Callable[[float],
 
     yield set_ttl
     local_lakebase.token_ttl = original
+
+
+@pytest.fixture
+def empty_credentials(local_lakebase: LocalLakebase) -> Iterator[None]:
+    """Database credentials come back without a token (`Workspace.empty_credentials`), for this
+    test only."""
+    local_lakebase.workspace.empty_credentials = True
+    yield
+    local_lakebase.workspace.empty_credentials = False
+
+
+@pytest.fixture
+def endpoint_initializing(local_lakebase: LocalLakebase) -> Iterator[None]:
+    """The endpoint is still being created: state INIT, no host (`Workspace.
+    endpoint_initializing`), for this test only."""
+    local_lakebase.workspace.endpoint_initializing = True
+    yield
+    local_lakebase.workspace.endpoint_initializing = False

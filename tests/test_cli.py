@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from lakebase_memory.cli.main import app
@@ -181,3 +185,137 @@ def test_threads_subcommands_are_registered() -> None:
     shown = runner.invoke(app, ["threads", "--help"]).output
     for name in ("list", "show", "delete", "prune", "erase-user", "import-stock", "export-stock"):
         assert name in shown
+
+
+# -- one login per command ------------------------------------------------------------------
+
+CLI_APP = "threads-cli-under-test"  # the application_name the command under test logs in with
+
+# PostgreSQL (17+) runs login event triggers at every login to the database, before the
+# session is usable: a real count of logins, including those that fail later in the command.
+LOGIN_TRIGGER = """
+CREATE SCHEMA login_count;
+CREATE TABLE login_count.logins (pid int, application text, username text);
+CREATE FUNCTION login_count.record() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  INSERT INTO login_count.logins
+  VALUES (pg_backend_pid(), current_setting('application_name'), session_user);
+EXCEPTION WHEN OTHERS THEN NULL;  -- never refuse a login
+END $$;
+CREATE EVENT TRIGGER login_count ON login EXECUTE FUNCTION login_count.record();
+"""
+
+
+@contextmanager
+def counted_logins(admin: str) -> Iterator[Callable[[], int]]:
+    """Count the logins of application CLI_APP to the database of `admin` (a superuser's
+    conninfo) from now on; the trigger and its table are removed at the end."""
+    counter = make_conninfo(admin, application_name="login-counter")
+    with psycopg.connect(counter, autocommit=True) as conn:
+        conn.execute(LOGIN_TRIGGER)
+
+    def count() -> int:
+        with psycopg.connect(counter, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM login_count.logins WHERE application = %s", (CLI_APP,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    try:
+        yield count
+    finally:
+        with psycopg.connect(counter, autocommit=True) as conn:
+            conn.execute("DROP EVENT TRIGGER login_count")
+            conn.execute("DROP SCHEMA login_count CASCADE")
+
+
+def test_each_threads_command_logs_in_once(database: str, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    conversations(database)
+    monkeypatch.setenv("DATABASE_URL", make_conninfo(database, application_name=CLI_APP))
+    commands = [
+        ["list"],
+        ["show", "ada-1"],
+        ["delete", "ada-2", "--yes"],  # checks the thread exists, then deletes it
+        ["prune", "--older-than-days", "30", "--dry-run"],
+        ["prune", "--older-than-days", "30"],
+        ["erase-user", "bob", "--yes"],
+        ["import-stock", "--all", "--dry-run"],
+        ["import-stock", "--all"],
+        ["export-stock", "ada-1", "--dry-run"],
+    ]
+    with counted_logins(database) as logins:
+        for args in commands:
+            before = logins()
+            result = threads_cli(*args)
+            assert result.exit_code == 0, (args, result.output)
+            assert logins() - before == 1, args
+        # Failures too: an unknown thread, a refused deletion.
+        for args in (["delete", "ada-1", "nope", "--yes"], ["delete", "ada-1"]):
+            before = logins()
+            assert threads_cli(*args).exit_code == 1
+            assert logins() - before == 1, args
+    assert threads_cli("show", "ada-1").exit_code == 0  # nothing deleted on an error
+
+
+def test_threads_commands_keep_the_refused_login_message(
+    database: str, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    conversations(database)
+    monkeypatch.setenv("DATABASE_URL", make_conninfo(database, user="nobody"))
+    for args in (["list"], ["delete", "ada-1", "--yes"], ["import-stock", "--all"]):
+        result = threads_cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith("error: The memory database is not available: ")
+        assert 'role "nobody" does not exist' in result.output
+        assert "`lakebase-memory doctor` finds the cause." in result.output
+        assert "Traceback" not in result.output
+
+
+def use_lakebase(monkeypatch, ll, token: str) -> None:
+    """The CLI's environment: the local Lakebase's instance, as the identity of `token`."""
+    for name in list(os.environ):
+        if name.startswith(("DATABRICKS_", "LAKEBASE_", "PG", "DATABASE_URL")):
+            monkeypatch.delenv(name)
+    for name, value in {
+        "DATABRICKS_HOST": ll.host,
+        "DATABRICKS_TOKEN": token,
+        "DATABRICKS_AUTH_TYPE": "pat",
+        "LAKEBASE_INSTANCE_NAME": ll.instance_name,
+        "PGPORT": str(ll.pg_port),
+        "PGAPPNAME": CLI_APP,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_threads_on_lakebase_log_in_once(local_lakebase, monkeypatch, tmp_path) -> None:
+    import asyncio
+    import uuid
+
+    from lakebase_memory.schema import ensure_schema
+
+    ll = local_lakebase
+    monkeypatch.chdir(tmp_path)
+    owner = ll.conninfo(ll.owner, ll.issue_database_credential(ll.owner))
+    asyncio.run(ensure_schema(owner))
+    use_lakebase(monkeypatch, ll, ll.owner_token)
+    with counted_logins(ll.admin_conninfo()) as logins:
+        listed = threads_cli("list", "--json")
+        assert listed.exit_code == 0, listed.output
+        assert logins() == 1
+        deleted = threads_cli("delete", f"none-{uuid.uuid4()}", "--yes")
+        assert deleted.exit_code == 1 and "no thread" in deleted.output
+        assert logins() == 2
+
+    user = ll.add_user(f"norole-{uuid.uuid4().hex[:8]}@example.com")
+    ll.grant_can_use(user.name)
+    use_lakebase(monkeypatch, ll, user.token)
+    refused = threads_cli("list")
+    assert refused.exit_code == 1
+    assert refused.output.startswith(
+        f"error: Failed to connect to Lakebase instance '{ll.instance_name}'. Please verify:"
+    )
+    assert f'PostgreSQL role "{user.name}" does not exist on the instance' in refused.output
+    assert f"SELECT databricks_create_role('{user.name}', 'USER');" in refused.output

@@ -447,6 +447,62 @@ def test_plain_postgresql_role_without_grants(clean_env, monkeypatch, database: 
     assert "migration state is not readable" in outcome.checks["schema"]["detail"]
 
 
+def hardened(database: str, revoke: str) -> str:
+    """A new role on a server where a DBA revoked from PUBLIC something every role may do."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_schema(database))
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(revoke.encode())
+    return role
+
+
+def refused_fix(role: str, restore: str) -> str:
+    return (
+        f"Role {role} was refused a query this check makes, which every role may run unless a "
+        f"DBA revoked it: as a superuser, {restore}, then run `lakebase-memory doctor` again."
+    )
+
+
+def test_a_check_whose_catalog_query_is_refused(clean_env, monkeypatch, database: str) -> None:
+    """The schema and privileges checks' own catalog queries raise: each says so, with the SQL
+    that gives the catalog table back; run as printed, doctor gets to the real diagnosis."""
+    role = hardened(database, "REVOKE SELECT ON pg_catalog.pg_namespace FROM PUBLIC")
+    monkeypatch.setenv("DATABASE_URL", make_conninfo(database, user=role))
+    outcome = doctor()
+    assert outcome.exit_code == 1 and outcome.statuses == "PNNNPFFN", outcome.checks
+    for name in ("schema", "privileges"):
+        check = outcome.failed(name)
+        assert check["detail"] == (
+            "the check itself failed: InsufficientPrivilege: permission denied for table "
+            "pg_namespace"
+        )
+        restore = f'run `GRANT SELECT ON pg_namespace TO "{role}"`'
+        assert check["fix"] == refused_fix(role, restore)
+    printed = outcome.failed("schema")["fix"].split("`")[1]
+    with psycopg.connect(database, autocommit=True) as admin:  # the fix, as printed
+        admin.execute(printed.encode())
+    after = doctor()
+    assert after.statuses == "PNNNPPFN", after.checks  # now the real diagnosis: no grants yet
+    assert f"`lakebase-memory grant {role}`" in after.failed("privileges")["fix"]
+
+
+def test_a_check_whose_function_is_refused(clean_env, monkeypatch, database: str) -> None:
+    """The privileges check's function call raises: no exact SQL to print, what to give back."""
+    revoke = "REVOKE EXECUTE ON FUNCTION has_database_privilege(name, text, text) FROM PUBLIC"
+    role = hardened(database, revoke)  # in this test's database only (pg_proc is per database)
+    monkeypatch.setenv("DATABASE_URL", make_conninfo(database, user=role))
+    outcome = doctor()
+    assert outcome.exit_code == 1 and outcome.statuses == "PNNNPPFN", outcome.checks
+    check = outcome.failed("privileges")
+    assert check["detail"] == (
+        "the check itself failed: InsufficientPrivilege: permission denied for function "
+        "has_database_privilege"
+    )
+    restore = "give back what the error names (a catalog table's SELECT, a function's EXECUTE)"
+    assert check["fix"] == refused_fix(role, restore)
+
+
 def test_plain_postgresql_unknown_role(clean_env, monkeypatch, database: str) -> None:
     monkeypatch.setenv("DATABASE_URL", make_conninfo(database, user="nobody_here"))
     outcome = doctor()

@@ -189,6 +189,30 @@ def test_a_step_that_fails_says_why_and_what_to_do(postgres_env: str, monkeypatc
     assert "  fix: Run `lakebase-memory grant` as the owner of the app's tables" in result.stdout
 
 
+def refused_for_yourself(role: str) -> str:
+    return (
+        f"error: nothing granted: {role} is the role you are connected as; grant gives what the "
+        "app needs to the role the app logs in as, which must be another one. Name the app's "
+        "principal (its app name, service principal client id, email or role) and run grant "
+        "with the configuration of the app's tables' owner (the identity that ran "
+        "`lakebase-memory setup`).\n"
+    )
+
+
+def test_granting_your_own_role_is_refused(postgres_env: str) -> None:
+    database = postgres_env
+    asyncio.run(ensure_schema(database))
+    me = str(psycopg.conninfo.conninfo_to_dict(database)["user"])
+    before = report(database, me)
+    for extra in ([], ["--dry-run"]):
+        result = grant(me, *extra)
+        assert result.exit_code == 1, result.output
+        assert result.stderr == refused_for_yourself(me)
+        assert result.stdout.splitlines()[1] == f"principal: {me} (user; as given)"
+        assert "✓" not in result.stdout and "plan for" not in result.stdout
+    assert report(database, me) == before
+
+
 # --- the local Lakebase --------------------------------------------------------------------------
 
 
@@ -246,6 +270,27 @@ def test_grant_an_app_by_name_on_lakebase(monkeypatch, lakebase: LocalLakebase, 
     converse(serve(lakebase_settings(ll, databricks_app_name=app_name)))
     token = ll.issue_database_credential(principal.name)
     assert_cannot_overreach(ll.conninfo(principal.name, token))
+
+
+def test_an_app_granting_itself_is_refused(monkeypatch, lakebase: LocalLakebase) -> None:
+    """`grant <app>` run with the app's own configuration instead of the owner's."""
+    ll = lakebase
+    app_name = f"self-{uuid.uuid4().hex[:6]}"
+    principal = ll.add_app(app_name)
+    ll.attach_app_resource(app_name)  # its role exists and may log in
+    owner_env(monkeypatch, ll)
+    with LakebaseClient(instance_name=ll.instance_name) as client:
+        before = client.privileges_of(principal.name)
+    app_env(monkeypatch, ll, app_name)
+    result = grant(app_name)
+    assert result.exit_code == 1, result.output
+    assert f"principal: {principal.name} (service principal; service_principal_client_id" in (
+        result.stdout
+    )
+    assert result.stderr == refused_for_yourself(principal.name)
+    owner_env(monkeypatch, ll)
+    with LakebaseClient(instance_name=ll.instance_name) as client:
+        assert client.privileges_of(principal.name) == before
 
 
 def test_sql_script_on_lakebase_with_psql(monkeypatch, lakebase: LocalLakebase, tmp_path) -> None:

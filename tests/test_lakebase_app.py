@@ -154,6 +154,107 @@ def test_a_wrong_instance_name(owner: LocalLakebase) -> None:
     assert "Cause: no Lakebase instance named 'no-such-instance'" in text
 
 
+def test_a_host_that_is_no_instance_of_the_workspace(owner: LocalLakebase) -> None:
+    elsewhere = "instance-0123abcd.database.cloud.databricks.com"  # another workspace's
+    with pytest.raises(LakebaseError) as error:
+        asyncio.run(AppRuntime.start(lakebase_settings(owner, lakebase_instance_name=elsewhere)))
+    assert str(error.value) == (
+        f"Failed to connect to Lakebase instance '{elsewhere}'. {LOCAL_TEXT}\n"
+        "2. You have the necessary permissions to access the instance\n"
+        "3. Your Databricks authentication is configured correctly\n"
+        f"Cause: no Lakebase instance in {owner.host} has the host {elsewhere}. Set "
+        "LAKEBASE_INSTANCE_NAME to the instance's name (`databricks database "
+        "list-database-instances`). Instances in this workspace: "
+        f"{owner.instance_name} (host {owner.pg_host})."
+    )
+
+
+def start_failure(settings: Settings) -> str:
+    """The error the app's start-up (as `start-app` runs it) fails with."""
+    with pytest.raises(LakebaseError) as error:
+        asyncio.run(AppRuntime.start(settings))
+    return str(error.value)
+
+
+def test_a_branch_without_a_read_write_endpoint(owner: LocalLakebase) -> None:
+    branch = owner.add_branch(f"dev-{uuid.uuid4().hex[:6]}")  # made without compute
+    settings = lakebase_settings(
+        owner, lakebase_instance_name=None, lakebase_autoscaling_project=owner.project,
+        lakebase_autoscaling_branch=branch.rsplit("/", 1)[1],
+    )  # fmt: skip
+    text = start_failure(settings)
+    assert text.startswith(f"Failed to connect to Lakebase instance '{branch}'. {LOCAL_TEXT}")
+    assert text.endswith(
+        f"Cause: branch {branch} has no read-write endpoint, so there is nothing to connect to. "
+        "Add a primary (read-write) compute to the branch in the Databricks UI (Lakebase > the "
+        "project > the branch > Computes) or with `databricks postgres create-endpoint "
+        f"{branch} <endpoint-id>` (endpoint_type ENDPOINT_TYPE_READ_WRITE), or set "
+        "LAKEBASE_AUTOSCALING_ENDPOINT to the read-write endpoint of another branch."
+    )
+
+
+@pytest.mark.parametrize("by", ["endpoint", "project and branch"])
+def test_an_autoscaling_name_that_does_not_exist(owner: LocalLakebase, by: str) -> None:
+    """The hint is the command that lists the endpoints or branches, not the instances."""
+    project = f"projects/{owner.project}"
+    if by == "endpoint":
+        name = f"{project}/branches/{owner.branch}/endpoints/nope"
+        settings = lakebase_settings(owner, lakebase_instance_name=None,
+                                     lakebase_autoscaling_endpoint=name)  # fmt: skip
+        what, lists = "autoscaling endpoint", f"list-endpoints {project}/branches/{owner.branch}"
+    else:
+        name = f"{project}/branches/nope"
+        settings = lakebase_settings(
+            owner, lakebase_instance_name=None, lakebase_autoscaling_project=owner.project,
+            lakebase_autoscaling_branch="nope",
+        )  # fmt: skip
+        what, lists = "autoscaling branch", f"list-branches {project}"
+    text = start_failure(settings)
+    assert text.startswith(f"Failed to connect to Lakebase instance '{name}'. {LOCAL_TEXT}")
+    assert f"Cause: no {what} '{name}' in {owner.host} (" in text
+    assert text.endswith(f"). Check the name: `databricks postgres {lists}`.")
+
+
+@pytest.mark.parametrize("by", ["instance", "endpoint"])
+def test_an_empty_database_credential(owner: LocalLakebase, empty_credentials, by: str) -> None:
+    if by == "instance":
+        settings, name = lakebase_settings(owner), owner.instance_name
+    else:
+        name = owner.endpoint_name
+        settings = lakebase_settings(owner, lakebase_instance_name=None,
+                                     lakebase_autoscaling_endpoint=name)  # fmt: skip
+    started = time.monotonic()
+    text = start_failure(settings)
+    assert time.monotonic() - started < 5  # said at once, not after a pool timeout
+    assert text.startswith(f"Failed to connect to Lakebase instance '{name}'. {LOCAL_TEXT}")
+    assert text.endswith(
+        f"Cause: {owner.host} answered the request for a database credential for '{name}' "
+        "without a token, so there is no password to log in with. Retry; if it persists, check "
+        "that DATABRICKS_HOST is the workspace's URL itself (not a proxy or gateway in front of "
+        "it)."
+    )
+
+
+@pytest.mark.parametrize("by", ["endpoint", "branch"])
+def test_an_endpoint_without_a_host_yet(
+    owner: LocalLakebase, endpoint_initializing: None, by: str
+) -> None:
+    endpoint = owner.endpoint_name
+    if by == "endpoint":
+        named = {"lakebase_autoscaling_endpoint": endpoint}
+    else:
+        named = {"lakebase_autoscaling_project": owner.project,
+                 "lakebase_autoscaling_branch": owner.branch}  # fmt: skip
+    settings = lakebase_settings(owner, lakebase_instance_name=None, **named)
+    text = start_failure(settings)
+    assert text.startswith("Failed to connect to Lakebase instance '")
+    assert text.endswith(
+        f"Cause: endpoint {endpoint} has no host yet (state INIT): it is still being created "
+        "or started. Wait until its state is ACTIVE "
+        f"(`databricks postgres get-endpoint {endpoint}`) and retry."
+    )
+
+
 def test_a_bad_token_says_which_configuration_was_used(monkeypatch, local_lakebase) -> None:
     use_identity(monkeypatch, local_lakebase, "dapi-not-a-real-token")
     with pytest.raises(LakebaseError) as error:

@@ -220,6 +220,31 @@ def test_unknown_names_are_not_found_at_once(local_lakebase, sdk_for):
     assert time.monotonic() - started < 5, "not retried"
 
 
+def test_a_branch_without_compute_has_no_endpoints(local_lakebase, sdk_for):
+    w = sdk_for()
+    name = local_lakebase.add_branch(unique("dev"))
+    assert local_lakebase.add_branch(name.rsplit("/", 1)[1]) == name  # idempotent
+    branch = w.postgres.get_branch(name)
+    assert branch.status and branch.status.default is False
+    assert branch.status.source_branch == "projects/local-project/branches/main"
+    assert name in [b.name for b in w.postgres.list_branches(parent="projects/local-project")]
+    assert list(w.postgres.list_endpoints(parent=name)) == []
+    with pytest.raises(ValueError, match="default branch"):
+        local_lakebase.add_branch(local_lakebase.branch)
+    with pytest.raises(ValueError, match="not valid"):
+        local_lakebase.add_branch("Not_A_Branch")
+
+
+def test_empty_credentials_come_back_without_a_token(local_lakebase, sdk_for, empty_credentials):
+    w = sdk_for()
+    instance = w.database.generate_database_credential(
+        request_id=str(uuid.uuid4()), instance_names=[local_lakebase.instance_name]
+    )
+    assert instance.token is None and instance.expiration_time  # the field is left out
+    endpoint = w.postgres.generate_database_credential(endpoint=local_lakebase.endpoint_name)
+    assert endpoint.token is None and endpoint.expire_time is not None
+
+
 def test_missing_credential_is_unauthenticated(local_lakebase):
     with pytest.raises(Unauthenticated, match="Credential was not sent"):
         anonymous_workspace_client(local_lakebase).current_user.me()
@@ -465,6 +490,7 @@ def test_state_persists_across_restart():
         with LocalLakebase(path / "ll") as first:
             principal = first.add_service_principal("keeper")
             first.add_app("kept-app")
+            branch = first.add_branch("kept-branch")
             first.grant_can_use(principal.name)
             with owner_connection(first) as conn:
                 conn.execute(
@@ -477,6 +503,7 @@ def test_state_persists_across_restart():
             assert second.add_service_principal("keeper") == principal  # same identity
             assert workspace_client(second, principal).current_user.me().user_name == principal.name
             assert workspace_client(second).apps.get("kept-app").service_principal_client_id
+            assert workspace_client(second).postgres.get_branch(branch).name == branch
             with connect(second, principal.name, mint(second, principal)) as conn:  # role kept
                 assert conn.execute("SELECT current_user").fetchone() == (principal.name,)
     finally:

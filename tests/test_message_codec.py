@@ -4,6 +4,7 @@ serializer for anything else, and fewer bytes than the serializer for the same m
 from __future__ import annotations
 
 import datetime
+import enum
 
 import pytest
 from langchain_core.messages import (
@@ -64,20 +65,29 @@ class CustomMessage(HumanMessage):
     mood: str = "calm"
 
 
+class Mood(enum.StrEnum):
+    HAPPY = "happy"
+
+
 @pytest.mark.parametrize(
     "message",
     [
         CustomMessage("subclass", id="x1"),
         HumanMessage("extra field", id="x2", mood="odd"),
         HumanMessage("a date", id="x3", additional_kwargs={"at": datetime.date(2026, 1, 2)}),
+        # Equal to what msgpack reads back ("happy"), but not the same type.
+        AIMessage("an enum", id="x4", additional_kwargs={"mood": Mood.HAPPY}),
     ],
-    ids=["subclass", "extra-field", "not-msgpack"],
+    ids=["subclass", "extra-field", "not-msgpack", "str-enum"],
 )
 def test_anything_else_is_left_to_the_serializer(message: BaseMessage) -> None:
     # A date would come back as a string: the saver compares the decoding and falls back.
     saver = BaseLinearSaver()
     type_, blob, snapshot = saver._dump_entry(message)
     assert type_ == "msgpack" and snapshot == message
+    assert [type(v) for v in snapshot.additional_kwargs.values()] == [
+        type(v) for v in message.additional_kwargs.values()
+    ]
     entry = {"type": type_, "blob": blob, "message_id": message.id}
     assert saver._load_entry(entry) == message
 

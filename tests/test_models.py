@@ -4,6 +4,7 @@ and the offline llama.cpp model."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from conftest import (
     sse_events,
 )
 from lakebase_memory.agent import build_model
+from lakebase_memory.agent.models.remote import DatabricksAuth
 from lakebase_memory.errors import ConfigurationError
 
 SYSTEM_PROMPT = "You are a test assistant."
@@ -338,6 +340,48 @@ def test_databricks_backend_calls_the_serving_endpoint(
         ("assistant", first),
         ("user", "second"),
     ]
+    # The HTTP clients made for the endpoint are the server's: closed when it stops.
+    model = server.app.state.runtime.model
+    assert not model.http_async_client.is_closed
+    server.__exit__()
+    assert model.http_client.is_closed and model.http_async_client.is_closed
+
+
+def test_a_slow_token_renewal_does_not_block_the_event_loop(fake: FakeOpenAI) -> None:
+    class RenewingConfig:
+        """The SDK's Config at the moment it renews an OAuth token: a blocking HTTP call."""
+
+        def authenticate(self) -> dict[str, str]:
+            time.sleep(0.5)
+            return {"Authorization": "Bearer renewed"}
+
+    async def call_while_ticking() -> tuple[float, float]:
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        started = time.perf_counter()
+        async with httpx.AsyncClient(auth=DatabricksAuth(RenewingConfig())) as http:
+            response = await http.post(
+                f"{fake.url}/serving-endpoints/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            )
+        took = time.perf_counter() - started
+        ticker.cancel()
+        assert response.status_code == 200
+        return took, max(gaps)
+
+    took, longest_gap = asyncio.run(call_while_ticking())
+    assert took >= 0.5  # the renewal happened inside this request
+    assert longest_gap < 0.25  # and other work ran meanwhile
+    assert fake.completions()[-1]["authorization"] == "Bearer renewed"
 
 
 # --- configuration errors -------------------------------------------------------------------

@@ -264,6 +264,23 @@ def test_pruning_a_stock_thread_waits_for_nobody_and_blocks_a_first_linear_write
     ][-len(latest.checkpoint["channel_values"]["messages"]) :]
 
 
+def test_maintenance_leaves_head_rows_only_to_threads_with_checkpoints(database: str) -> None:
+    """Maintenance locks threads through their head rows, creating missing ones: a stock
+    thread that keeps checkpoints keeps its new row (a later linear write waits on it, as
+    above), a thread left with nothing gets none, and a deleted one loses it."""
+    stock_thread(database, "s1")
+    stock_thread(database, "s2")
+    with LinearPostgresSaver.from_conn_string(database) as saver:
+        saver.setup()
+        saver.prune(["s1", "unknown"], strategy="keep_latest")
+        saver.delete_for_runs(["no-such-run"])
+        saver.delete_thread("s2")
+        saver.delete_thread("unknown-too")
+    assert head(database, "s1") is not None and checkpoint_rows(database, "s1")["checkpoints"]
+    assert head(database, "unknown") is None and head(database, "unknown-too") is None
+    assert set(checkpoint_rows(database, "s2").values()) == {0}
+
+
 async def test_editing_a_read_message_in_place_changes_neither_cache_nor_store(
     database: str, saver: AsyncLinearPostgresSaver
 ) -> None:

@@ -498,3 +498,91 @@ def test_thread_listing_benchmark_runs(pg_admin: str, capsys: pytest.CaptureFixt
     assert passes["age rule (1% expired), dry run"] >= 20
     assert passes["both rules, nothing left"] == 0
     assert isinstance(result["checks"][0]["passed"], bool)
+
+
+# -- lock order: maintenance paths never deadlock each other ---------------------------------
+
+
+async def waiting_for_locks(watcher: psycopg.Connection, count: int) -> None:
+    """Until `count` sessions of this database wait on a row lock (polled without blocking
+    the event loop, on an autocommit session: pg_stat_activity is frozen in a transaction)."""
+    for _ in range(400):
+        waiting = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{count} sessions never waited on a lock")
+
+
+async def test_a_delete_and_a_run_deletion_queue_on_overlapping_threads(
+    db: str, pool: AsyncConnectionPool, store: ThreadStore
+) -> None:
+    """Deleting [a, b] and deleting a run that touched [b, a] lock the threads' head rows
+    in one order, so the later one waits instead of PostgreSQL aborting one of them.
+
+    Made deterministic with a third session that holds b's head row (as a writer does):
+    the delete queues on b first, then the run deletion arrives. Before the common order,
+    the delete's scan (physical order: b's row was written first) held nothing but waited
+    for b while the run deletion took a (its Python-sorted order) and waited for b too;
+    once b was free the delete took it and waited for a: `deadlock detected`.
+    """
+    seed(db, [("thread-b", "ada", 0), ("thread-a", "ada", 0)])  # b's rows come first
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("""UPDATE checkpoints SET metadata = '{"run_id": "run-1"}'""")
+    saver = AsyncLinearPostgresSaver(pool)
+    with psycopg.connect(db, autocommit=True) as watcher, psycopg.connect(db) as writer:
+        writer.execute(
+            "SELECT 1 FROM ai_chatbot.checkpoint_threads WHERE thread_id = 'thread-b' FOR UPDATE"
+        )
+        deleting = asyncio.create_task(store.delete_many(["thread-a", "thread-b"]))
+        await waiting_for_locks(watcher, 1)
+        runs = asyncio.create_task(saver.adelete_for_runs(["run-1"]))
+        await waiting_for_locks(watcher, 2)
+        writer.rollback()
+        results = await asyncio.wait_for(
+            asyncio.gather(deleting, runs, return_exceptions=True), timeout=30
+        )
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert results[0].threads == 2 and results[0].checkpoints == 4
+    # The run deletion came second: it found the threads gone and did not bring them back.
+    assert thread_ids(db) == set()
+
+
+async def test_overlapping_maintenance_in_opposite_orders_never_deadlocks(
+    db: str, pool: AsyncConnectionPool
+) -> None:
+    """Deletes, erasure, run deletions and copies of the same two threads, named in opposite
+    orders, all at once, round after round: each waits for the others, none is aborted."""
+    saver = AsyncLinearPostgresSaver(pool)
+    store = ThreadStore(pool)
+    for round_ in range(12):
+        first, second = f"T-{round_}", f"t-{round_}"  # case: Python and a collation differ
+        rows = [(first, "ada", 0), (second, "ada", 0)]
+        seed(db, rows[:: 1 if round_ % 2 else -1])  # either one's rows written first
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE checkpoints SET metadata = jsonb_build_object('run_id', %s::text) "
+                "WHERE thread_id = ANY(%s)",
+                (f"run-{round_}", [first, second]),
+            )
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                store.delete_many([first, second]),
+                saver.adelete_for_runs([f"run-{round_}"]),
+                saver.acopy_thread(second, first),  # refused while `first` has checkpoints
+                store.erase_user("ada"),
+                return_exceptions=True,
+            ),
+            timeout=30,
+        )
+        failures = [
+            r
+            for r in results
+            if isinstance(r, BaseException)
+            and not (isinstance(r, ValueError) and "already has checkpoints" in str(r))
+        ]
+        assert not failures, failures
+        assert rows_of(db, first)["checkpoints"] == rows_of(db, second)["checkpoints"] == 0

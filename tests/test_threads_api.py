@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import answer_text, make_settings, say
+from conftest import answer_text, make_settings, say, sse_events
 from saver_fixtures import CHECKPOINT_TABLES, checkpoint_rows
 
 
@@ -185,6 +185,26 @@ def test_votes(client: httpx.Client) -> None:
     unknown = client.put("/api/threads/votes/messages/not-a-uuid/vote", json={"up": True})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "message_not_found"
     assert client.put(path, json={"up": "maybe"}).status_code == 422
+
+
+def test_answers_carry_the_id_votes_take(client: httpx.Client) -> None:
+    """A finished answer's message item names its id in the thread API (`message_id`, an extra
+    field on the Responses item), plain and streamed, so a client votes without reading the
+    thread back."""
+    item = say(client, "vote on me", "ids")["output"][0]
+    body = {"input": "and on me", "custom_inputs": {"thread_id": "ids"}, "stream": True}
+    events = [e for e in sse_events(client.post("/responses", json=body)) if isinstance(e, dict)]
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    completed = events[-1]["response"]["output"]
+    messages = client.get("/api/threads/ids").json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert set(item) == {"type", "id", "role", "status", "content", "message_id"}
+    assert item["message_id"] == messages[1]["id"]
+    assert done[-1]["message_id"] == completed[-1]["message_id"] == messages[3]["id"]
+    assert done[-1]["id"] == completed[-1]["id"]  # the Responses item id is unchanged
+    path = f"/api/threads/ids/messages/{done[-1]['message_id']}/vote"
+    assert client.put(path, json={"up": True}).status_code == 204
+    assert client.get("/api/threads/ids").json()["messages"][3]["vote"] is True
 
 
 def test_votes_and_renames_are_per_user(trusted) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -18,6 +19,7 @@ Page = playwright_api.Page
 expect = playwright_api.expect
 
 SHOTS = ARTIFACTS / "ui"
+THREAD = "/api/threads/"  # + a thread id: one thread with all its messages
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -103,8 +105,7 @@ def test_the_answer_arrives_token_by_token(browser, database: str, serve) -> Non
     answer = page.locator(".msg.assistant").last
     expect(answer).not_to_have_class("msg assistant streaming")
     wait_idle(page)
-    # Counted before the saved version replaced the streamed bubble: look at the thread's DOM
-    # attribute set during streaming via a fresh send.
+    # Counted while the answer streams: the DOM attribute each delta updates, on a fresh send.
     page.evaluate("window.__deltas = []")
     page.evaluate("""
         new MutationObserver(() => {
@@ -176,6 +177,46 @@ def test_votes_are_saved(browser, database: str, serve) -> None:
     page.locator(".vote-down").click()
     expect(page.locator(".vote-down")).to_have_attribute("aria-pressed", "true")
     expect(page.locator(".vote-up")).to_have_attribute("aria-pressed", "false")
+
+
+def test_a_fresh_answer_is_voted_on_without_reading_the_thread_back(
+    browser, database: str, serve
+) -> None:
+    server = serve(make_settings(database))
+    page = open_page(browser, server)
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.method, urlsplit(r.url).path)))
+    send(page, "first question")
+    wait_idle(page)
+    send(page, "second question")
+    wait_idle(page)
+    expect(page.locator("#chat-title")).to_have_text("first question")
+    # The answers' ids came with their streams: no read of the whole thread after an answer.
+    reads = [path for method, path in requests if method == "GET" and path.startswith(THREAD)]
+    assert reads == [], reads
+    assert ("POST", "/responses") in requests and ("GET", "/api/threads") in requests
+
+    answers = page.locator(".msg.assistant")
+    expect(answers.locator(".vote-up")).to_have_count(2)
+    answers.nth(1).locator(".vote-up").click()
+    expect(answers.nth(1).locator(".vote-up")).to_have_attribute("aria-pressed", "true")
+    answers.nth(0).locator(".vote-down").click()
+    expect(answers.nth(0).locator(".vote-down")).to_have_attribute("aria-pressed", "true")
+
+    thread_id = unquote(page.url.split("#/chat/", 1)[1])
+    with server.client() as client:
+        saved = client.get(f"{THREAD}{quote(thread_id, safe='')}").json()["messages"]
+    assert [(m["role"], m["vote"]) for m in saved] == [
+        ("user", None), ("assistant", False), ("user", None), ("assistant", True)
+    ]  # fmt: skip
+    votes = [path for method, path in requests if method == "PUT"]
+    assert votes == [
+        f"{THREAD}{thread_id}/messages/{saved[3]['id']}/vote",
+        f"{THREAD}{thread_id}/messages/{saved[1]['id']}/vote",
+    ]
+    page.reload()
+    expect(answers.nth(1).locator(".vote-up")).to_have_attribute("aria-pressed", "true")
+    expect(answers.nth(0).locator(".vote-down")).to_have_attribute("aria-pressed", "true")
 
 
 def test_two_users_cannot_see_each_others_chats(browser, database: str, serve) -> None:

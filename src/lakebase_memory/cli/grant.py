@@ -105,8 +105,12 @@ async def _grant(
             state = await inspect(client, who.name, settings.checkpoint_schema)
             if state.owner == who.name:
                 typer.echo(
-                    f"error: {who.name} is the role you are connected as. Run grant as the "
-                    "owner of the app's tables, for the app's own principal.",
+                    f"error: nothing granted: {who.name} is the role you are connected as; "
+                    "grant gives what the app needs to the role the app logs in as, which "
+                    "must be another one. Name the app's principal (its app name, service "
+                    "principal client id, email or role) and run grant with the configuration "
+                    "of the app's tables' owner (the identity that ran `lakebase-memory "
+                    "setup`).",
                     err=True,
                 )
                 return 1

@@ -133,17 +133,15 @@ def delete(
     """Delete threads whole: checkpoints, writes, message log, chat, messages and votes."""
     ids = list(dict.fromkeys(thread_ids))
 
-    async def missing(store: ThreadStore, _: AsyncConnection[Any]) -> list[str]:
-        return [t for t in ids if await store.get(t) is None]
-
-    if unknown := _run(missing, write=False):
-        _unknown(*unknown)
-    _confirm(f"Delete {len(ids)} thread(s) and all their memory ({', '.join(ids)})?", yes)
-
     async def work(store: ThreadStore, _: AsyncConnection[Any]) -> Any:
+        # One connection for the check, the question and the deletion: one login.
+        if unknown := [t for t in ids if await store.get(t) is None]:
+            _unknown(*unknown)
+        _confirm(f"Delete {len(ids)} thread(s) and all their memory ({', '.join(ids)})?", yes)
         return await store.delete_many(ids)
 
-    deleted = _run(work, write=True)
+    # Tables that are not current stop it before anything is asked or deleted, as for `show`.
+    deleted = _run(work, write=True, migrate=False)
     if as_json:
         typer.echo(json.dumps(deleted.to_json(), indent=2))
     else:
@@ -259,12 +257,14 @@ def _run(
     work: Callable[[ThreadStore, AsyncConnection[Any]], Awaitable[T]],
     *,
     write: bool,
+    migrate: bool | None = None,
     settings: Settings | None = None,
 ) -> T:
-    """Run `work` on the memory database; a sentence and exit code 1 for expected failures."""
+    """Run `work` on the memory database, over one connection (one login); a sentence and exit
+    code 1 for expected failures. `write` and `migrate` as for `memory_database`."""
     settings = settings or load_settings()
     try:
-        return asyncio.run(_on_store(settings, work, write=write))
+        return asyncio.run(_on_store(settings, work, write=write, migrate=migrate))
     except (LakebaseMemoryError, InvalidCursorError) as error:
         fail(str(error))
     except psycopg.OperationalError as error:
@@ -278,9 +278,13 @@ async def _on_store(
     work: Callable[[ThreadStore, AsyncConnection[Any]], Awaitable[T]],
     *,
     write: bool,
+    migrate: bool | None,
 ) -> T:
     async with memory_database(
-        settings, write=write, not_current="start the app once or run `lakebase-memory setup`"
+        settings,
+        write=write,
+        migrate=migrate,
+        not_current="start the app once or run `lakebase-memory setup`",
     ) as conn:
         return await work(ThreadStore(conn, settings.checkpoint_schema), conn)
 

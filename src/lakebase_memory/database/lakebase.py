@@ -251,20 +251,32 @@ class LakebaseConnector:
         return str(instance.read_write_dns)
 
     def _instance_named_by_host(self, w: WorkspaceClient, host: str) -> str:
+        seen: list[str] = []
         for instance in w.database.list_database_instances():
             if host in (instance.read_write_dns, instance.read_only_dns):
                 return str(instance.name)
+            seen.append(f"{instance.name} (host {instance.read_write_dns or 'none yet'})")
+        listed = (
+            f"Instances in this workspace: {', '.join(seen)}."
+            if seen
+            else "This workspace has no Lakebase instance."
+        )
         raise self.fail(
             f"no Lakebase instance in {w.config.host} has the host {host}. Set "
-            "LAKEBASE_INSTANCE_NAME to the instance's name."
+            "LAKEBASE_INSTANCE_NAME to the instance's name "
+            f"(`databricks database list-database-instances`). {listed}"
         )
 
-    @staticmethod
-    def _endpoint_host(endpoint: Any) -> str:
-        hosts = getattr(getattr(endpoint, "status", None), "hosts", None)
-        host = getattr(hosts, "host", None)
+    def _endpoint_host(self, endpoint: Any) -> str:
+        status = getattr(endpoint, "status", None)
+        host = getattr(getattr(status, "hosts", None), "host", None)
         if not host:
-            raise DatabaseUnavailableError(f"Endpoint {endpoint.name} has no host yet.")
+            state = getattr(getattr(status, "current_state", None), "value", None) or "unknown"
+            raise self.fail(
+                f"endpoint {endpoint.name} has no host yet (state {state}): it is still being "
+                "created or started. Wait until its state is ACTIVE "
+                f"(`databricks postgres get-endpoint {endpoint.name}`) and retry."
+            )
         return str(host)
 
     def _branch_endpoint(self, w: WorkspaceClient, branch: str) -> tuple[str, str]:
@@ -272,7 +284,13 @@ class LakebaseConnector:
             kind = getattr(getattr(endpoint, "status", None), "endpoint_type", None)
             if str(getattr(kind, "value", kind)) == "ENDPOINT_TYPE_READ_WRITE":
                 return str(endpoint.name), self._endpoint_host(endpoint)
-        raise self.fail(f"branch {branch} has no read-write endpoint.")
+        raise self.fail(
+            f"branch {branch} has no read-write endpoint, so there is nothing to connect to. "
+            "Add a primary (read-write) compute to the branch in the Databricks UI (Lakebase > "
+            "the project > the branch > Computes) or with `databricks postgres create-endpoint "
+            f"{branch} <endpoint-id>` (endpoint_type ENDPOINT_TYPE_READ_WRITE), or set "
+            "LAKEBASE_AUTOSCALING_ENDPOINT to the read-write endpoint of another branch."
+        )
 
     def _not_found(self, error: Exception) -> str:
         what = {
@@ -285,10 +303,16 @@ class LakebaseConnector:
         named = self.spec.kind is LakebaseKind.INSTANCE and self._workspace is not None
         if named and (names := instance_names(self._workspace)):  # type: ignore[arg-type]
             listed = f" Instances in this workspace: {', '.join(names)}."
-        return (
-            f"{what} in {host} ({error}). Check the name: "
-            f"`databricks database list-database-instances`.{listed}"
-        )
+        return f"{what} in {host} ({error}). Check the name: `{self._list_command()}`.{listed}"
+
+    def _list_command(self) -> str:
+        """The Databricks CLI command that lists what the configured name should be among."""
+        parts = self.spec.value.split("/")
+        if self.spec.kind is LakebaseKind.ENDPOINT:
+            return f"databricks postgres list-endpoints {'/'.join(parts[:4])}"
+        if self.spec.kind is LakebaseKind.BRANCH:
+            return f"databricks postgres list-branches {'/'.join(parts[:2])}"
+        return "databricks database list-database-instances"
 
     def _auth_problem(self, error: Exception) -> str:
         used = describe_config(self._workspace.config) if self._workspace else "unknown"
@@ -334,7 +358,13 @@ class LakebaseConnector:
         except DatabricksError as error:
             raise self.fail(f"could not mint a database credential: {error}") from error
         if not response.token:
-            raise self.fail("the workspace returned an empty database credential.")
+            host = w.config.host or "the workspace"
+            raise self.fail(
+                f"{host} answered the request for a database credential for '{self.name}' "
+                "without a token, so there is no password to log in with. Retry; if it "
+                "persists, check that DATABRICKS_HOST is the workspace's URL itself (not a "
+                "proxy or gateway in front of it)."
+            )
         return Credential(str(response.token), issued, expires or issued + 3600)
 
     def token_lifetime(self) -> float | None:

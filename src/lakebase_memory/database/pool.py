@@ -56,14 +56,33 @@ def _socket_has_input(conn: psycopg.AsyncConnection[Any]) -> bool:
     return bool(readable)
 
 
-async def check_login(target: DatabaseTarget) -> str:
-    """Log in once, outside any pool, so that a refused login surfaces its real cause now.
+async def login(target: DatabaseTarget, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    """One connection to `target`, outside any pool; a refused login surfaces its real cause.
 
-    A pool would retry in the background and report only a timeout. Returns the server version.
+    A pool would retry in the background and report only a timeout. `kwargs` go to
+    `AsyncConnection.connect` (e.g. `autocommit`, `row_factory`). The caller closes it. One
+    login is one credential use and one TLS handshake on Lakebase: a command that needs the
+    database opens it once, with this, rather than checking the login first and connecting
+    again.
+
+    Raises:
+        DatabaseUnavailableError: the login failed, with what to check (`target.explain`).
     """
     try:
         conninfo = await target.login_conninfo()
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailableError(target.explain(error)) from error
+
+
+async def check_login(target: DatabaseTarget) -> str:
+    """Log in once, outside any pool, so that a refused login surfaces its real cause now.
+
+    Returns the server version. For a check only: work that needs a connection anyway takes
+    the one `login` gives, instead of logging in twice.
+    """
+    try:
+        async with await login(target, autocommit=True) as conn:
             cursor = await conn.execute("SHOW server_version")
             row = await cursor.fetchone()
             return str(row[0]) if row else "unknown"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import psycopg
+
 from lakebase_memory.config import Settings
+from lakebase_memory.database.lakebase import sql_identifier
 from lakebase_memory.diagnosis.configuration import (
     APP_RESOURCE,
     CONFIGURATION,
@@ -29,6 +33,8 @@ from lakebase_memory.diagnosis.workspace import (
 logger = logging.getLogger(__name__)
 
 CheckFunction = Callable[[Context], Awaitable[CheckResult]]
+# PostgreSQL's text (in English) for a refused table or view: the one to give back.
+REFUSED_TABLE = re.compile(r"permission denied for (?:table|view) (\S+)")
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,31 @@ async def _run(check: Check, ctx: Context) -> CheckResult:
         return await check.run(ctx)
     except Exception as error:  # a bug or an unforeseen fault: still a diagnosis, not a crash
         logger.debug("check %s raised", check.name, exc_info=True)
-        return failed(
-            check.name,
-            f"the check itself failed: {type(error).__name__}: {error}",
-            "Run `lakebase-memory doctor` again; if it persists, report it with the output of "
-            "`lakebase-memory doctor --json`.",
+        detail = f"the check itself failed: {type(error).__name__}: {error}"
+        return failed(check.name, detail, _unexpected_fix(ctx, error))
+
+
+def _unexpected_fix(ctx: Context, error: Exception) -> str:
+    """What to do when a check raised: the database's refusals are not doctor's bugs."""
+    if isinstance(error, psycopg.errors.InsufficientPrivilege) and ctx.conn is not None:
+        # The checks read the catalog and call the privilege functions, which every role
+        # may do unless a DBA revoked it.
+        role = ctx.conn.info.user
+        match = REFUSED_TABLE.search(str(error))
+        restore = (
+            f"run `GRANT SELECT ON {match[1]} TO {sql_identifier(role)}`"
+            if match
+            else "give back what the error names (a catalog table's SELECT, a function's EXECUTE)"
         )
+        return (
+            f"Role {role} was refused a query this check makes, which every role may run unless "
+            f"a DBA revoked it: as a superuser, {restore}, then run `lakebase-memory doctor` "
+            "again."
+        )
+    return (
+        "Run `lakebase-memory doctor` again; if it persists, report it with the output of "
+        "`lakebase-memory doctor --json`."
+    )
 
 
 def _root_failure(name: str, ctx: Context) -> str:

@@ -246,7 +246,8 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
         issued = context.database_tokens.issue(
             identity.name, context.token_ttl(), workspace.instance.uid
         )
-        return {"token": issued.token, "expiration_time": issued.expiration_time}
+        token = "" if workspace.empty_credentials else issued.token
+        return resources.instance_credential(token, issued.expiration_time)
 
     # --- autoscaling projects -------------------------------------------------------------
 
@@ -263,7 +264,8 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
             ttl = _requested_ttl(body["ttl"])
         require_database_access(identity, f"endpoint '{name}'")
         issued = context.database_tokens.issue(identity.name, ttl, workspace.endpoint.endpoint_uid)
-        return {"token": issued.token, "expire_time": issued.expiration_time}
+        token = "" if workspace.empty_credentials else issued.token
+        return resources.endpoint_credential(token, issued.expiration_time)
 
     @app.get("/api/2.0/postgres/{path:path}")
     async def get_postgres_resource(identity: Caller, path: str) -> Json:
@@ -272,12 +274,24 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
             return resources.project(item, workspace.owner)
         if path == item.branch_name:
             return resources.branch(item)
+        the_endpoint = resources.endpoint(
+            item, context.pg_host, initializing=workspace.endpoint_initializing
+        )
         if path == item.name:
-            return resources.endpoint(item, context.pg_host)
+            return the_endpoint
+        others = workspace.all_branches()
         if path == f"{item.project_name}/branches":
-            return {"branches": [resources.branch(item)]}
+            listed = [resources.branch(item)]
+            listed += [resources.other_branch(item, other) for other in others]
+            return {"branches": listed}
         if path == f"{item.branch_name}/endpoints":
-            return {"endpoints": [resources.endpoint(item, context.pg_host)]}
+            return {"endpoints": [the_endpoint]}
+        for other in others:
+            name = f"{item.project_name}/branches/{other.branch}"
+            if path == name:
+                return resources.other_branch(item, other)
+            if path == f"{name}/endpoints":
+                return {}  # no compute; the API's JSON leaves an empty list out
         if path == "projects":
             return {"projects": [resources.project(item, workspace.owner)]}
         raise not_found(f"Resource '{path}' does not exist.")

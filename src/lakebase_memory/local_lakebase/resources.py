@@ -8,6 +8,7 @@ from lakebase_memory.local_lakebase.state import (
     DATABASE_NAME,
     App,
     AutoscalingEndpoint,
+    Branch,
     Identity,
     Instance,
 )
@@ -96,6 +97,7 @@ def project(item: AutoscalingEndpoint, owner: str) -> Json:
 
 
 def branch(item: AutoscalingEndpoint) -> Json:
+    """The default branch: the one with the endpoint."""
     return {
         "name": item.branch_name,
         "branch_id": item.branch,
@@ -111,8 +113,28 @@ def branch(item: AutoscalingEndpoint) -> Json:
     }
 
 
-def endpoint(item: AutoscalingEndpoint, pg_host: str) -> Json:
+def other_branch(item: AutoscalingEndpoint, other: Branch) -> Json:
+    """A branch made from the default one, without compute."""
+    return {
+        "name": f"{item.project_name}/branches/{other.branch}",
+        "branch_id": other.branch,
+        "parent": item.project_name,
+        "uid": other.uid,
+        "create_time": other.create_time,
+        "status": {
+            "branch_id": other.branch,
+            "current_state": "READY",
+            "default": False,
+            "is_protected": False,
+            "source_branch": item.branch_name,
+        },
+    }
+
+
+def endpoint(item: AutoscalingEndpoint, pg_host: str, *, initializing: bool = False) -> Json:
+    """The branch's read-write endpoint; while it is created (INIT) the API gives no host."""
     limits = {"autoscaling_limit_min_cu": 0.5, "autoscaling_limit_max_cu": 2.0}
+    hosts = {} if initializing else {"hosts": {"host": pg_host}}
     return {
         "name": item.name,
         "endpoint_id": item.endpoint,
@@ -124,11 +146,26 @@ def endpoint(item: AutoscalingEndpoint, pg_host: str) -> Json:
         "status": {
             "endpoint_id": item.endpoint,
             "endpoint_type": "ENDPOINT_TYPE_READ_WRITE",
-            "current_state": "ACTIVE",
-            "hosts": {"host": pg_host},
+            "current_state": "INIT" if initializing else "ACTIVE",
+            **hosts,
             **limits,
         },
     }
+
+
+def instance_credential(token: str, expiration_time: str) -> Json:
+    """`POST /database/credentials`. An empty token is left out, as the API's JSON leaves out
+    every empty field (see `Workspace.empty_credentials`)."""
+    return _without_empty({"token": token, "expiration_time": expiration_time})
+
+
+def endpoint_credential(token: str, expire_time: str) -> Json:
+    """`POST /postgres/credentials`: the same, with the autoscaling API's field name."""
+    return _without_empty({"token": token, "expire_time": expire_time})
+
+
+def _without_empty(body: Json) -> Json:
+    return {key: value for key, value in body.items() if value}
 
 
 def app(item: App, principal: Identity, instance_name: str) -> Json:

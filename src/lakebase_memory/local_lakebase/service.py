@@ -246,6 +246,12 @@ class LocalLakebase:
         self._database.create_app_role(app.service_principal)
         self.workspace.mark_database_resource(app_name)
 
+    def add_branch(self, branch_id: str) -> str:
+        """A branch of the autoscaling project without compute (created if new): it has no
+        endpoint, so nothing can connect to it. Returns its name, projects/{p}/branches/{b}."""
+        branch = self.workspace.add_branch(branch_id)
+        return f"{self.workspace.endpoint.project_name}/branches/{branch.branch}"
+
     def grant_can_use(self, identity_name: str) -> None:
         """Let this identity mint database credentials for the instance and the endpoint."""
         self.workspace.grant_can_use(identity_name)

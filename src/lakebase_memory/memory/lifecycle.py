@@ -28,11 +28,12 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.database.borrow import borrow
+from lakebase_memory.memory.thread_locks import LOCK_THREADS, lock_threads_params
 from lakebase_memory.schema.app_migrations import CHAT_SCHEMA
 
 if TYPE_CHECKING:
@@ -127,9 +128,8 @@ def _thread_deletes(checkpoint_schema: str) -> list[tuple[str | None, sql.Compos
         return sql.Identifier(checkpoint_schema, name)
 
     return [
-        # First the saver's head row: it is the lock every writer of the thread takes, so no
-        # checkpoint lands half-way through, and without it an in-flight turn's late write
-        # fails its lease check instead of reviving the thread.
+        # First the saver's head rows (locked already, see `delete_thread_rows`): without one
+        # an in-flight turn's late write fails its lease check instead of reviving the thread.
         (None, by_thread(THREADS)),
         # Then the chats, locked before their children go: a concurrent copy of the messages
         # waits, instead of adding a "Message" row that the chat's delete would trip over (the
@@ -157,22 +157,32 @@ async def delete_thread_rows(
     """Delete every row of these threads, in the caller's transaction; the rows deleted.
 
     The one place that knows all the tables of a thread. Run it inside `conn.transaction()`
-    so that a thread disappears whole or not at all. Ids go in sorted, the order the index
-    scans lock rows in, so two deleters of overlapping sets queue rather than deadlock.
+    so that a thread disappears whole or not at all. The threads' head rows are locked first,
+    all at once, in the order every maintenance path uses (`thread_locks.LOCK_THREADS`), so
+    deleters, retention and the saver's maintenance on overlapping threads queue rather than
+    deadlock; after that, the `= ANY` scans may visit rows in any order.
     """
     ids = sorted(set(thread_ids))
     if not ids:
         return DeletionCounts()
-    counts: dict[str, int] = {}
-    touched: set[str] = set()
     async with conn.cursor(row_factory=dict_row) as cur:
+        created = await _lock_heads(cur, ids)
+        # Every id has a head row now: a thread had one unless the lock created it.
+        touched = set(ids) - created
+        counts: dict[str, int] = {}
         for name, statement in _thread_deletes(checkpoint_schema):
             await cur.execute(statement, {"ids": ids})
             rows = await cur.fetchall()
-            touched.update(row["thread_id"] for row in rows)
             if name is not None:
                 counts[name] = len(rows)
+                touched.update(row["thread_id"] for row in rows)
     return DeletionCounts(threads=len(touched), **counts)
+
+
+async def _lock_heads(cur: AsyncCursor[dict[str, Any]], ids: Sequence[str]) -> set[str]:
+    """Lock the threads' head rows (creating missing ones); the ids whose row it created."""
+    await cur.execute(LOCK_THREADS, lock_threads_params(ids))
+    return {row["thread_id"] for row in await cur.fetchall()}
 
 
 class ThreadStore:

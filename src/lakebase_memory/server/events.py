@@ -3,6 +3,10 @@
 created > in_progress > per message: output_item.added > content_part.added >
 output_text.delta... > output_text.done > content_part.done > output_item.done >
 completed (with custom_outputs.thread_id). Every event carries a sequence_number.
+
+A finished assistant message item carries one field beyond the Responses shape, `message_id`:
+its id in the thread API (`GET /api/threads/{id}` messages' `id`, the `{message_id}` of the
+vote endpoint), so a client can vote on an answer without reading the thread back.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
+from lakebase_memory.memory import message_uuid
 from lakebase_memory.memory.history import message_text
 from lakebase_memory.server.protocol import item_id_for, message_item, output_items
 
@@ -85,7 +90,7 @@ class ResponseEvents:
                         events.append(
                             self._event("response.output_text.delta", **self._where(), delta=text)
                         )
-                events += self._close(message_text(message))
+                events += self._close(message_text(message), chat_message_id(message))
             else:
                 index = len(self.output)
                 self.output.append(item)
@@ -106,11 +111,13 @@ class ResponseEvents:
                         part={"type": "output_text", "text": "", "annotations": []}),
         ]  # fmt: skip
 
-    def _close(self, final_text: str) -> list[Event]:
+    def _close(self, final_text: str, message_id: str | None) -> list[Event]:
         assert self._open_item is not None
         text = final_text or "".join(self._open_text)
         where = self._where()
         item = message_item(self._open_item, text)
+        if message_id is not None:
+            item["message_id"] = message_id
         part = item["content"][0]
         self.output.append(item)
         self._open_item = None
@@ -130,3 +137,10 @@ class ResponseEvents:
     def _next(self) -> int:
         self._sequence += 1
         return self._sequence - 1
+
+
+def chat_message_id(message: BaseMessage) -> str | None:
+    """The message's id in the thread API and for votes (its `"Message"` row's id), derived
+    from its agent id as the chat messages are; None for a message without one (never
+    stored in `"Message"`)."""
+    return str(message_uuid(message)) if message.id else None

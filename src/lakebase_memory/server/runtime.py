@@ -11,7 +11,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
 
-from lakebase_memory.agent import build_graph, build_model
+from lakebase_memory.agent import build_graph, build_model, close_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
@@ -34,6 +34,8 @@ class AppRuntime:
     threads: ThreadCatalogue
     messages: ChatMessages
     model_name: str
+    model: BaseChatModel
+    owns_model: bool  # built here (closed at shutdown), not handed in by the caller
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
     # Turns that outlive their request (the client went away) and lease releases: finished
     # before the pool closes.
@@ -49,6 +51,7 @@ class AppRuntime:
             for line in created:
                 logger.info("created %s", line)
             pool = await open_pool(target, settings, search_path=settings.checkpoint_schema)
+            owns_model = model is None
             if model is None:
                 model = await asyncio.to_thread(build_model, settings)
             checkpointer = make_checkpointer(pool)
@@ -61,6 +64,8 @@ class AppRuntime:
                 graph=build_graph(model, settings.system_prompt, checkpointer),
                 threads=ThreadCatalogue(pool, settings.checkpoint_schema),
                 messages=ChatMessages(pool),
+                model=model,
+                owns_model=owns_model,
                 model_name=getattr(model, "_llm_type", type(model).__name__),
             )
         except BaseException:
@@ -93,3 +98,5 @@ class AppRuntime:
             await asyncio.gather(*running, return_exceptions=True)
         await self.pool.close()
         await asyncio.to_thread(self.target.close)
+        if self.owns_model:
+            await close_model(self.model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from langchain_core.language_models import BaseChatModel
 
 from lakebase_memory.config import ModelBackend, Settings
@@ -29,4 +31,12 @@ def build_model(settings: Settings) -> BaseChatModel:
     return model
 
 
-__all__ = ["build_model"]
+async def close_model(model: BaseChatModel) -> None:
+    """Release what `build_model` opened for `model`: the HTTP clients it made."""
+    if "langchain_openai" in sys.modules:  # otherwise no remote model was ever built
+        from lakebase_memory.agent.models.remote import close_model_clients
+
+        await close_model_clients(model)
+
+
+__all__ = ["build_model", "close_model"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import asyncio
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 import httpx
@@ -45,6 +46,14 @@ class DatabricksAuth(httpx.Auth):
         request.headers.update(self._config.authenticate())
         yield request
 
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        # Renewing an OAuth token is a blocking HTTP call inside the SDK: in a worker thread,
+        # so the server's other requests go on meanwhile.
+        request.headers.update(await asyncio.to_thread(self._config.authenticate))
+        yield request
+
 
 def databricks_model(settings: Settings) -> BaseChatModel:
     if not settings.llm_endpoint_name:
@@ -70,3 +79,16 @@ def databricks_model(settings: Settings) -> BaseChatModel:
         streaming=True,
         max_retries=1,
     )
+
+
+async def close_model_clients(model: BaseChatModel) -> None:
+    """Close the HTTP clients `databricks_model` made for `model` (others are shared)."""
+    if not isinstance(model, ChatOpenAI):
+        return
+    clients = (model.http_client, model.http_async_client)
+    if not any(isinstance(getattr(c, "auth", None), DatabricksAuth) for c in clients):
+        return  # langchain-openai's own clients are cached for the process: not ours to close
+    if isinstance(model.http_client, httpx.Client):
+        model.http_client.close()
+    if isinstance(model.http_async_client, httpx.AsyncClient):
+        await model.http_async_client.aclose()

@@ -102,6 +102,25 @@ def same_message(a: BaseMessage, b: BaseMessage) -> bool:
     )
 
 
+def identical_message(a: BaseMessage, b: BaseMessage) -> bool:
+    """Equal, and every value of the same type all the way down: a stored form that reads
+    back a str-Enum as a str, or `True` as `1`, is not exact even though `==` says equal.
+    For the round-trip check of a new log entry (once per message, never per read)."""
+    return same_message(a, b) and _same_types(
+        (a.__dict__, a.__pydantic_extra__), (b.__dict__, b.__pydantic_extra__)
+    )
+
+
+def _same_types(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return all(_same_types(value, b[key]) for key, value in a.items())
+    if type(a) is list or type(a) is tuple:
+        return all(map(_same_types, a, b))
+    return True
+
+
 def is_message_list(value: Any) -> bool:
     """A channel value stored through the log: a non-empty list of messages."""
     return (

@@ -45,6 +45,7 @@ from lakebase_memory.memory.saver.codec import (
     MessageKey,
     copy_message,
     decode_ref,
+    identical_message,
     inline_ref,
     inline_ref_seqs,
     is_inline,
@@ -55,6 +56,7 @@ from lakebase_memory.memory.saver.codec import (
     same_message,
 )
 from lakebase_memory.memory.saver.message_codec import COMPACT, decode_message, encode_message
+from lakebase_memory.memory.thread_locks import LOCK_THREADS, lock_threads_params
 
 T = TypeVar("T")
 # The configurable key a turn's writes carry its lease in (see `turns.py`); "__" keeps it out
@@ -526,7 +528,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         """(type, blob) of a log entry for `message`, and the message as read back."""
         if (blob := encode_message(message)) is not None:
             snapshot = decode_message(blob, message.id)
-            if snapshot == message:
+            if identical_message(snapshot, message):
                 return COMPACT, blob, snapshot
         type_, blob = self.serde.dumps_typed(message)
         return type_, blob, self.serde.loads_typed((type_, blob))
@@ -567,7 +569,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
                 seq = fresh[id(m)]
             if seq is None:
                 type_, blob, snapshot = self._dump_entry(m)
-                if not same_message(snapshot, m):
+                if not identical_message(snapshot, m):
                     # A value the serializer does not round-trip exactly: compare later
                     # writes with the message as given, or each one would append it again.
                     snapshot = copy_message(m)
@@ -604,8 +606,22 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
 
     # -- maintenance -----------------------------------------------------------------------
 
+    def _op_lock_threads(self, thread_ids: Iterable[str], *, keep_new_heads: bool) -> Op[None]:
+        """Lock the head rows of these threads before any other row, in the one order of all
+        maintenance (`thread_locks.LOCK_THREADS`: one statement, ids in byte order), so that
+        two maintenance operations on overlapping threads queue instead of deadlocking.
+
+        Missing head rows are created, so a first linear write waits for this transaction
+        too. Unless `keep_new_heads`, those of threads without checkpoints go again at once.
+        """
+        created = yield Query(LOCK_THREADS, lock_threads_params(thread_ids), fetch=True)
+        if created and not keep_new_heads:
+            yield Query(sql.DROP_EMPTY_HEADS, ([r["thread_id"] for r in created],))
+
     def _op_delete_thread(self, thread_id: str, after: AfterCommit) -> Op[None]:
         yield BEGIN
+        # The head row goes with the thread: one created by the lock need not be dropped.
+        yield from self._op_lock_threads([str(thread_id)], keep_new_heads=True)
         for statement in sql.DELETE_THREAD:
             yield Query(statement, (str(thread_id),))
         after.append(lambda: self.cache.drop(str(thread_id)))
@@ -615,8 +631,8 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         if source == target:
             raise ValueError(f"cannot copy thread '{source}' onto itself")
         yield BEGIN
-        for thread_id in sorted((source, target)):  # one lock order: no deadlock
-            yield Query(sql.LOCK_THREAD, (thread_id,), fetch=True)
+        # Both head rows are needed (the target's continues the source's numbering): kept.
+        yield from self._op_lock_threads((source, target), keep_new_heads=True)
         taken = yield Query(sql.THREAD_HAS_DATA, (target, target), fetch=True)
         if taken[0]["taken"]:
             raise ValueError(
@@ -631,7 +647,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
     def _op_prune_keep_latest(self, thread_id: str, after: AfterCommit) -> Op[None]:
         """Keep the newest checkpoint of each namespace, its writes, blobs and messages."""
         yield BEGIN
-        yield Query(sql.LOCK_THREAD_WITH_CHECKPOINTS, {"thread_id": thread_id}, fetch=True)
+        yield from self._op_lock_threads([thread_id], keep_new_heads=False)
         deleted = yield Query(sql.PRUNE_OLDER_CHECKPOINTS, (thread_id, thread_id), fetch=True)
         if deleted:
             yield from self._op_collect_garbage(thread_id, deleted, after)
@@ -639,9 +655,11 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
     def _op_delete_for_runs(self, run_ids: Sequence[str], after: AfterCommit) -> Op[None]:
         yield BEGIN
         rows = yield Query(sql.THREADS_OF_RUNS, (list(run_ids),), fetch=True)
-        threads = sorted({r["thread_id"] for r in rows})
-        for thread_id in threads:
-            yield Query(sql.LOCK_THREAD_WITH_CHECKPOINTS, {"thread_id": thread_id}, fetch=True)
+        threads = [r["thread_id"] for r in rows]
+        if not threads:
+            return
+        # Every thread's head row first, then `= ANY` may visit their rows in any order.
+        yield from self._op_lock_threads(threads, keep_new_heads=False)
         deleted = yield Query(sql.DELETE_RUN_CHECKPOINTS, (threads, list(run_ids)), fetch=True)
         by_thread: dict[str, list[Row]] = {}
         for row in deleted:

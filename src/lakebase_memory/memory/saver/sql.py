@@ -82,14 +82,16 @@ SELECT generation, next_seq, turn_id FROM ai_chatbot.checkpoint_threads
 WHERE thread_id = %s FOR UPDATE
 """
 
-# Maintenance (prune, delete_for_runs) locks the head row of a thread that has checkpoints,
-# creating it for a thread only LangGraph's stock saver wrote, so that a first write of the
-# linear saver cannot slip in between its reading of references and its deleting of entries.
-LOCK_THREAD_WITH_CHECKPOINTS = """
-INSERT INTO ai_chatbot.checkpoint_threads AS h (thread_id)
-SELECT %(thread_id)s WHERE EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = %(thread_id)s)
-ON CONFLICT (thread_id) DO UPDATE SET next_seq = h.next_seq
-RETURNING h.generation
+# Maintenance (delete, copy, prune, delete_for_runs) locks its threads' head rows with
+# `lakebase_memory.memory.thread_locks.LOCK_THREADS`, the one lock order of all maintenance,
+# which creates missing ones: a thread only LangGraph's stock saver wrote gets one, so that a
+# first write of the linear saver cannot slip in between prune's reading of references and
+# its deleting of entries. Created rows of threads without checkpoints go again (a thread that
+# has nothing, or was deleted by the maintenance the lock waited for, must not come back).
+DROP_EMPTY_HEADS = """
+DELETE FROM ai_chatbot.checkpoint_threads h
+WHERE h.thread_id = ANY(%s)
+    AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = h.thread_id)
 """
 
 # After deleting log entries: a new generation (caches everywhere start over) and the
@@ -111,8 +113,8 @@ UPDATE ai_chatbot.checkpoint_threads SET generation = gen_random_uuid(), size_by
 WHERE thread_id = %(thread_id)s
 """
 
-# The head row goes first: deleting it takes the thread's lock, so no write can slip in
-# between the other statements.
+# After `LOCK_THREADS`: the thread's writers wait for this transaction, so no write can slip
+# in between the statements.
 DELETE_THREAD = (
     "DELETE FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s",
     "DELETE FROM checkpoints WHERE thread_id = %s",
@@ -143,11 +145,12 @@ COPY_THREAD = (
     SELECT %s, seq, message_id, type, blob
     FROM ai_chatbot.checkpoint_messages WHERE thread_id = %s""",
 )
-# The copy continues the source's numbering, under a generation of its own.
+# The copy continues the source's numbering, under a generation of its own; it is the
+# target's last activity.
 CONTINUE_NUMBERING = """
 UPDATE ai_chatbot.checkpoint_threads t
 SET next_seq = s.next_seq, generation = gen_random_uuid(), user_id = s.user_id,
-    message_count = s.message_count, size_bytes = s.size_bytes
+    message_count = s.message_count, size_bytes = s.size_bytes, updated_at = now()
 FROM ai_chatbot.checkpoint_threads s
 WHERE t.thread_id = %s AND s.thread_id = %s
 """

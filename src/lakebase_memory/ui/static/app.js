@@ -203,7 +203,7 @@ function messageView(role, text, saved = null) {
   return view;
 }
 
-function voteButtons(message) {
+function voteButtons(message, threadId = state.threadId) {
   const up = el("button", { type: "button", class: "vote-up", title: "Good answer",
     "aria-label": "Good answer" }, [icon("up")]);
   const down = el("button", { type: "button", class: "vote-down", title: "Bad answer",
@@ -214,7 +214,7 @@ function voteButtons(message) {
   };
   const cast = async (value) => {
     const next = message.vote === value ? null : value;
-    const path = `${threadPath(state.threadId)}/messages/${message.id}/vote`;
+    const path = `${threadPath(threadId)}/messages/${encodeURIComponent(message.id)}/vote`;
     try {
       if (next === null) await api(path, { method: "DELETE" });
       else await api(path, { method: "PUT", body: JSON.stringify({ up: next }) });
@@ -279,10 +279,14 @@ async function answer(text) {
     if (outcome.error) fail(outcome.error);
     else {
       view.classList.remove("streaming");
-      await loadThreads();
-      if (state.threadId === outcome.threadId) {
-        await selectThread(state.threadId); // the saved version, with ids for votes
+      // The stream names the saved answer's id (`message_id`): votes need nothing else, so
+      // the conversation is not read back.
+      if (outcome.messageId) {
+        view.append(voteButtons({ id: outcome.messageId, vote: null }, outcome.threadId));
       }
+      await loadThreads();
+      const saved = state.threads.find((thread) => thread.id === outcome.threadId);
+      if (saved && state.threadId === outcome.threadId) $("chat-title").textContent = saved.title;
     }
   } catch (error) {
     const message = error instanceof TypeError
@@ -302,6 +306,7 @@ async function readStream(response, view, adopt) {
   let text = "";
   let pending = false;
   let streamThread = null;
+  let messageId = null; // the answer's id for votes, from its finished message item
   const paint = () => {
     pending = false;
     renderMarkdown(bubble, text);
@@ -317,7 +322,10 @@ async function readStream(response, view, adopt) {
       buffer = buffer.slice(cut + 2);
       if (!frame.startsWith("data: ")) continue;
       const data = frame.slice(6);
-      if (data === "[DONE]") return { threadId: streamThread };
+      if (data === "[DONE]") {
+        paint();
+        return { threadId: streamThread, messageId };
+      }
       const event = JSON.parse(data);
       const threadId = event.custom_outputs?.thread_id ?? event.response?.custom_outputs?.thread_id;
       if (threadId && threadId !== streamThread) {
@@ -325,6 +333,9 @@ async function readStream(response, view, adopt) {
         adopt(threadId);
       }
       if (event.type === "error") return { error: event.error };
+      if (event.type === "response.output_item.done" && event.item?.type === "message") {
+        messageId = event.item.message_id ?? messageId;
+      }
       if (event.type === "response.output_text.delta") {
         text += event.delta;
         view.dataset.deltas = String(Number(view.dataset.deltas) + 1);
