@@ -1,25 +1,27 @@
-"""Memory cost per turn as one thread grows: bytes stored and latency, linear saver vs stock.
+"""Memory cost per turn as threads grow: bytes stored and latency, linear saver vs stock.
 
-One thread per saver and durability mode grows to `--turns` turns (default 300) of 1 KB of text
-each (a 500-byte user message, a 500-byte reply; pseudo-random, so TOAST cannot compress it).
-The savers run the same graph in the same run on the same PostgreSQL server, turns interleaved
-(who goes first rotates) so that they share conditions: LangGraph's in-memory saver (the
+`--threads` threads (default 3) per saver and durability mode grow to `--turns` turns (default 300)
+of 1 KB of text each (a 500-byte user message, a 500-byte reply; pseudo-random, so TOAST cannot
+compress it). The savers run the same graph in the same run on the same PostgreSQL server, turns
+interleaved (who goes first rotates) so that they share conditions: LangGraph's in-memory saver (the
 no-database baseline), the server's `AsyncLinearPostgresSaver` and LangGraph's stock
-`AsyncPostgresSaver`, each Postgres saver on its own pool (`open_pool`, as the server makes it)
-in its own scratch database per durability mode. For scale, the graph also runs with no saver
-at all, the client sending the whole history at every turn: the graph's own cost of a turn
-with that much state, which grows with the thread whatever the saver (the in-memory saver
-serializes the whole state at every checkpoint, so it grows too).
+`AsyncPostgresSaver`, each Postgres saver on its own pool (`open_pool`, as the server makes it) in
+its own scratch database per durability mode. For scale, the graph also runs with no saver at all,
+the client sending the whole history at every turn: the graph's own cost of a turn with that much
+state, which grows with the thread whatever the saver (the in-memory saver serializes the whole
+state at every checkpoint, so it grows too).
 
 Storage is `pg_total_relation_size` of every checkpoint table (LangGraph's four, plus
 `ai_chatbot.checkpoint_messages` and `checkpoint_threads` for the linear saver) minus their size
-when empty; "x raw text" divides it by the text's bytes. Latency at turn m is the median of the
-`--window` turns ending at m; overhead is that minus the in-memory saver's at the same turn.
+when empty; "x raw text" divides it by the text's bytes (of all threads). Latency at turn m is
+the median over the threads of the `--window` turns ending at m (15 turns by default: on a
+shared 2-core machine one turn in a few takes twice as long); overhead is that minus the
+in-memory saver's at the same turn.
 
 Targets (issue 6): storage at 300 turns <= 3x the raw text (stock: ~440x); latency at turn 300
 <= 1.5x that at turn 10 (stock: ~7.6x); overhead at turn 300 <= 3 ms (stock: ~39 ms).
 
-    uv run python benchmarks/memory_growth.py [--turns 300] [--modes exit,async] [--json]
+    uv run python benchmarks/memory_growth.py [--turns 300] [--threads 3] [--modes exit,async]
 """
 
 from __future__ import annotations
@@ -82,15 +84,16 @@ async def measure(
     admin: str,
     *,
     turns: int = 300,
+    threads: int = 3,
     modes: tuple[str, ...] = ("exit", "async"),
     window: int = 5,
 ) -> dict[str, Any]:
-    if turns < FIRST_MARK:
-        raise ValueError(f"turns must be at least {FIRST_MARK}")
+    if turns < FIRST_MARK or threads < 1:
+        raise ValueError(f"turns must be at least {FIRST_MARK} and threads at least 1")
     marks = sorted({m for m in (FIRST_MARK, 100, turns) if m <= turns})
     runs = [(mode, saver) for mode in modes for saver in SAVERS]
     async with AsyncExitStack() as stack:
-        graphs, probes, threads = {}, {}, {}
+        graphs, probes, thread_ids = {}, {}, {}
         for mode, saver in runs:
             pool = None
             if saver != MEMORY:
@@ -99,20 +102,25 @@ async def measure(
                 stack.push_async_callback(probe.close)
                 probes[mode, saver] = probe
             graphs[mode, saver] = make_graph(make_saver(saver, pool))
-            threads[mode, saver] = new_id(f"growth-{mode}-{saver}")
+            thread_ids[mode, saver] = [new_id(f"growth-{mode}-{saver}") for _ in range(threads)]
         empty_tables = {run: await storage_by_table(probe) for run, probe in probes.items()}
         empty = {run: sum(tables.values()) for run, tables in empty_tables.items()}
         sizes: dict[tuple[str, str], dict[int, int]] = {run: {} for run in probes}
-        latencies: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
-        stateless, no_saver = StatelessClient(), ("", NONE)
+        # latencies[run][turn - 1]: that turn's latency in each thread
+        latencies: dict[tuple[str, str], list[list[float]]] = {run: [] for run in runs}
+        stateless, no_saver = [StatelessClient() for _ in range(threads)], ("", NONE)
         latencies[no_saver] = []
         for turn in range(1, turns + 1):
-            for run in rotated([*runs, no_saver], turn):
-                if run == no_saver:
-                    latencies[run].append(await stateless.turn(turn))
-                else:
-                    seconds = await timed_turn(graphs[run], threads[run], turn, run[0])
-                    latencies[run].append(seconds)
+            for run in [*runs, no_saver]:
+                latencies[run].append([])
+            for thread in range(threads):
+                for run in rotated([*runs, no_saver], turn + thread):
+                    if run == no_saver:
+                        seconds = await stateless[thread].turn(turn)
+                    else:
+                        thread_id = thread_ids[run][thread]
+                        seconds = await timed_turn(graphs[run], thread_id, turn, run[0])
+                    latencies[run][-1].append(seconds)
             if turn in marks:
                 for run, probe in probes.items():
                     sizes[run][turn] = await storage_bytes(probe) - empty[run]
@@ -125,11 +133,12 @@ async def measure(
         }
 
     def at(run: tuple[str, str], mark: int) -> float:
-        return median_ms(latencies[run][max(0, mark - window) : mark])
+        return median_ms(s for turn in latencies[run][max(0, mark - window) : mark] for s in turn)
 
     result: dict[str, Any] = {
         "benchmark": "memory_growth",
         "turns": turns,
+        "threads": threads,
         "window": window,
         "text_bytes_per_turn": TURN_TEXT_BYTES,
         "no_saver_ms": {m: round(at(no_saver, m), 3) for m in marks},
@@ -147,16 +156,18 @@ async def measure(
                     total = sizes[run][m]
                     row |= {
                         "overhead_ms": round(at(run, m) - at((mode, MEMORY), m), 3),
-                        "stored_mb": round(total / 1e6, 3),
-                        "kb_per_turn": round((total - previous[1]) / (m - previous[0]) / 1e3, 1),
-                        "x_raw_text": round(total / (m * TURN_TEXT_BYTES), 2),
+                        "stored_mb": round(total / threads / 1e6, 3),
+                        "kb_per_turn": round(
+                            (total - previous[1]) / threads / (m - previous[0]) / 1e3, 1
+                        ),
+                        "x_raw_text": round(total / (threads * m * TURN_TEXT_BYTES), 2),
                         "empty_tables_kb": round(empty[run] / 1e3, 1),
                     }
                     previous = (m, total)
                 rows[saver].append(row)
         result["modes"][mode] = rows
         result.setdefault("stored_kb_by_table", {})[mode] = {
-            saver: {name: round(b / 1e3, 1) for name, b in by_table[mode, saver].items()}
+            saver: {name: round(b / threads / 1e3, 1) for name, b in by_table[mode, saver].items()}
             for saver in POSTGRES_SAVERS
         }
         first, last = {s: rows[s][0] for s in SAVERS}, {s: rows[s][-1] for s in SAVERS}
@@ -202,11 +213,11 @@ async def measure(
 
 def report(result: dict[str, Any]) -> None:
     print(
-        f"== memory growth: one thread of {result['turns']} turns, "
+        f"== memory growth: {result['threads']} thread(s) of {result['turns']} turns per saver, "
         f"{result['text_bytes_per_turn']} bytes of text per turn ==\n"
-        f"latency = median of the {result['window']} turns ending at the mark; overhead = minus "
-        f"the in-memory saver's; stored = all checkpoint tables minus their empty size; "
-        f"KB/turn = growth since the previous mark"
+        f"latency = median over the threads of the {result['window']} turns ending at the mark; "
+        f"overhead = minus the in-memory saver's; stored (per thread) = all checkpoint tables "
+        f"minus their empty size, over the threads; KB/turn = growth since the previous mark"
     )
     graph = ", ".join(f"turn {m}: {ms:.2f} ms" for m, ms in result["no_saver_ms"].items())
     print(f"{LABELS[NONE]}, any mode: {graph}")
@@ -219,7 +230,7 @@ def report(result: dict[str, Any]) -> None:
             print_table(head, ([row.get(k) for k in keys] for row in saver_rows))
         tables = result["stored_kb_by_table"][mode]
         names = sorted({name for by_name in tables.values() for name in by_name})
-        print(f" KB stored by table at turn {result['turns']} (with indexes and TOAST)")
+        print(f" KB stored by table at turn {result['turns']}, per thread (with indexes and TOAST)")
         print_table(
             ("table", *tables), ([name, *(tables[s].get(name) for s in tables)] for name in names)
         )
@@ -229,13 +240,22 @@ def report(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cli = parser(__doc__)
     cli.add_argument("--turns", type=int, default=300, help="turns in each thread (>= 10)")
-    cli.add_argument("--window", type=int, default=5, help="turns per latency median")
+    cli.add_argument("--threads", type=int, default=3, help="threads per saver and mode")
+    cli.add_argument("--window", type=int, default=5, help="turns per thread per latency median")
     add_modes(cli)
     args = cli.parse_args(argv)
-    if args.turns < FIRST_MARK:
-        cli.error(f"--turns must be at least {FIRST_MARK}")
+    if args.turns < FIRST_MARK or args.threads < 1:
+        cli.error(f"--turns must be at least {FIRST_MARK}, --threads at least 1")
 
-    return run_cli(args, measure, report, turns=args.turns, modes=args.modes, window=args.window)
+    return run_cli(
+        args,
+        measure,
+        report,
+        turns=args.turns,
+        threads=args.threads,
+        modes=args.modes,
+        window=args.window,
+    )
 
 
 if __name__ == "__main__":

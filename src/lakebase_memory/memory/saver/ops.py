@@ -525,13 +525,21 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         )
 
     def _dump_entry(self, message: BaseMessage) -> tuple[str, bytes, BaseMessage]:
-        """(type, blob) of a log entry for `message`, and the message as read back."""
+        """(type, blob) of a log entry for `message`, and what the cache keeps of it: the
+        message as read back, or a copy of `message` when the serializer does not round-trip
+        it exactly (later writes are compared with the message as given, or each one would
+        append it again)."""
         if (blob := encode_message(message)) is not None:
             snapshot = decode_message(blob, message.id)
             if identical_message(snapshot, message):
                 return COMPACT, blob, snapshot
         type_, blob = self.serde.dumps_typed(message)
-        return type_, blob, self.serde.loads_typed((type_, blob))
+        snapshot = self.serde.loads_typed((type_, blob))
+        return (
+            type_,
+            blob,
+            snapshot if identical_message(snapshot, message) else copy_message(message),
+        )
 
     def _load_entry(self, entry: Row) -> BaseMessage:
         if entry["type"] == COMPACT:
@@ -569,10 +577,6 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
                 seq = fresh[id(m)]
             if seq is None:
                 type_, blob, snapshot = self._dump_entry(m)
-                if not identical_message(snapshot, m):
-                    # A value the serializer does not round-trip exactly: compare later
-                    # writes with the message as given, or each one would append it again.
-                    snapshot = copy_message(m)
                 seq = fresh[id(m)] = next_seq
                 learned[seq] = snapshot
                 appended.append((seq, m.id, type_, blob))
