@@ -18,7 +18,7 @@ from langchain_core.messages import (
 )
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from lakebase_memory.memory.saver.codec import copy_message, same_message
+from lakebase_memory.memory.saver.codec import MessageCopier, copy_message, same_message
 from lakebase_memory.memory.saver.message_codec import COMPACT, decode_message, encode_message
 from lakebase_memory.memory.saver.ops import BaseLinearSaver
 
@@ -77,17 +77,20 @@ class Mood(enum.StrEnum):
         HumanMessage("a date", id="x3", additional_kwargs={"at": datetime.date(2026, 1, 2)}),
         # Equal to what msgpack reads back ("happy"), but not the same type.
         AIMessage("an enum", id="x4", additional_kwargs={"mood": Mood.HAPPY}),
+        AIMessage("an enum key", id="x5", response_metadata={Mood.HAPPY: 1}),
     ],
-    ids=["subclass", "extra-field", "not-msgpack", "str-enum"],
+    ids=["subclass", "extra-field", "not-msgpack", "str-enum", "str-enum-key"],
 )
 def test_anything_else_is_left_to_the_serializer(message: BaseMessage) -> None:
     # A date would come back as a string: the saver compares the decoding and falls back.
     saver = BaseLinearSaver()
     type_, blob, snapshot = saver._dump_entry(message)
     assert type_ == "msgpack" and snapshot == message
-    assert [type(v) for v in snapshot.additional_kwargs.values()] == [
-        type(v) for v in message.additional_kwargs.values()
-    ]
+    for name in ("additional_kwargs", "response_metadata"):
+        kept, given = getattr(snapshot, name), getattr(message, name)
+        assert [(type(k), type(v)) for k, v in kept.items()] == [
+            (type(k), type(v)) for k, v in given.items()
+        ]
     entry = {"type": type_, "blob": blob, "message_id": message.id}
     assert saver._load_entry(entry) == message
 
@@ -100,12 +103,26 @@ def test_the_saver_stores_langchain_messages_compactly() -> None:
         assert saver._load_entry({"type": type_, "blob": blob, "message_id": message.id}) == message
 
 
-@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: f"{type(m).__name__}-{m.id}")
-def test_copies_are_equal_and_independent(message: BaseMessage) -> None:
-    copy = copy_message(message)
+COPIED = [*MESSAGES, HumanMessage("extra field", id="x2", mood="odd")]
+
+
+@pytest.mark.parametrize("how", ["copy_message", "MessageCopier"])
+@pytest.mark.parametrize("message", COPIED, ids=lambda m: f"{type(m).__name__}-{m.id}")
+def test_copies_are_equal_and_independent(message: BaseMessage, how: str) -> None:
+    original = copy_message(message)  # what the cache keeps, compared with after the edits
+    make = MessageCopier(message) if how == "MessageCopier" else lambda: copy_message(message)
+    copy, other = make(), make()
     assert copy == message and copy is not message and same_message(copy, message)
     assert copy.model_fields_set == message.model_fields_set
+    # Edits of every kind on one copy: fields, nested dicts and lists, a new attribute.
     copy.content = "changed"
-    assert message.content != "changed"
+    copy.additional_kwargs["note"] = "added"
+    copy.response_metadata["more"] = [1]
+    if isinstance(copy, AIMessage) and copy.tool_calls:
+        copy.tool_calls[0]["args"]["q"] = "edited"
+    copy.surprise = "extra"
     assert not same_message(copy, message)
+    for untouched in (message, other):
+        assert same_message(untouched, original)
+        assert untouched.model_fields_set == original.model_fields_set
     assert not same_message(HumanMessage("x", id="1"), AIMessage("x", id="1"))

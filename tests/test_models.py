@@ -355,16 +355,14 @@ def test_a_slow_token_renewal_does_not_block_the_event_loop(fake: FakeOpenAI) ->
             time.sleep(0.5)
             return {"Authorization": "Bearer renewed"}
 
-    async def call_while_ticking() -> tuple[float, float]:
-        gaps: list[float] = []
+    async def call_while_ticking() -> tuple[float, int]:
+        ticks = 0
 
         async def tick() -> None:
-            last = time.perf_counter()
+            nonlocal ticks
             while True:
                 await asyncio.sleep(0.01)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
+                ticks += 1
 
         ticker = asyncio.create_task(tick())
         started = time.perf_counter()
@@ -376,11 +374,12 @@ def test_a_slow_token_renewal_does_not_block_the_event_loop(fake: FakeOpenAI) ->
         took = time.perf_counter() - started
         ticker.cancel()
         assert response.status_code == 200
-        return took, max(gaps)
+        return took, ticks
 
-    took, longest_gap = asyncio.run(call_while_ticking())
+    took, ticks = asyncio.run(call_while_ticking())
     assert took >= 0.5  # the renewal happened inside this request
-    assert longest_gap < 0.25  # and other work ran meanwhile
+    # Other work ran meanwhile: up to 50 ticks of 10 ms, at most 1 with the loop blocked.
+    assert ticks >= 10
     assert fake.completions()[-1]["authorization"] == "Bearer renewed"
 
 

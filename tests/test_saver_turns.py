@@ -268,17 +268,28 @@ def test_maintenance_leaves_head_rows_only_to_threads_with_checkpoints(database:
     """Maintenance locks threads through their head rows, creating missing ones: a stock
     thread that keeps checkpoints keeps its new row (a later linear write waits on it, as
     above), a thread left with nothing gets none, and a deleted one loses it."""
-    stock_thread(database, "s1")
-    stock_thread(database, "s2")
+    for thread_id in ("s1", "s2", "s3"):
+        stock_thread(database, thread_id)
+    with psycopg.connect(database, autocommit=True) as conn:  # s3's checkpoints: one run
+        conn.execute(
+            """UPDATE checkpoints SET metadata = metadata || '{"run_id": "r3"}'"""
+            " WHERE thread_id = 's3'"
+        )
     with LinearPostgresSaver.from_conn_string(database) as saver:
         saver.setup()
         saver.prune(["s1", "unknown"], strategy="keep_latest")
         saver.delete_for_runs(["no-such-run"])
+        saver.delete_for_runs(["r3"])  # s3 left with nothing
         saver.delete_thread("s2")
         saver.delete_thread("unknown-too")
+        saver.copy_thread("s2", "copy-of-deleted")  # nothing to copy: no thread appears
+        saver.copy_thread("s1", "copy-of-s1")
     assert head(database, "s1") is not None and checkpoint_rows(database, "s1")["checkpoints"]
-    assert head(database, "unknown") is None and head(database, "unknown-too") is None
-    assert set(checkpoint_rows(database, "s2").values()) == {0}
+    assert head(database, "copy-of-s1") is not None
+    for gone in ("unknown", "unknown-too", "s2", "s3", "copy-of-deleted"):
+        assert head(database, gone) is None, gone
+    for emptied in ("s2", "s3"):
+        assert set(checkpoint_rows(database, emptied).values()) == {0}
 
 
 async def test_editing_a_read_message_in_place_changes_neither_cache_nor_store(

@@ -95,8 +95,9 @@ class AutoscalingEndpoint:
 
 @dataclass
 class Branch:
-    """Another branch of the autoscaling project, branched from the default one and given no
-    compute: it has no endpoint, as a branch created through the API has until one is added."""
+    """Another branch of the autoscaling project, branched from the default one, without
+    compute: it has no endpoint, as a branch whose read-write compute was deleted (Lakebase
+    gives every new branch one)."""
 
     branch: str
     uid: str

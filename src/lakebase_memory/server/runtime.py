@@ -45,13 +45,13 @@ class AppRuntime:
     async def start(cls, settings: Settings, model: BaseChatModel | None = None) -> AppRuntime:
         target = await asyncio.to_thread(open_target, settings)
         pool: Pool | None = None
+        owns_model = model is None
         try:
             version = await check_login(target)
             created = await ensure_schema(await target.login_conninfo(), settings.checkpoint_schema)
             for line in created:
                 logger.info("created %s", line)
             pool = await open_pool(target, settings, search_path=settings.checkpoint_schema)
-            owns_model = model is None
             if model is None:
                 model = await asyncio.to_thread(build_model, settings)
             checkpointer = make_checkpointer(pool)
@@ -69,9 +69,13 @@ class AppRuntime:
                 model_name=getattr(model, "_llm_type", type(model).__name__),
             )
         except BaseException:
-            if pool is not None:
-                await pool.close()
-            await asyncio.to_thread(target.close)
+            try:
+                if pool is not None:
+                    await pool.close()
+                await asyncio.to_thread(target.close)
+            finally:
+                if owns_model and model is not None:
+                    await close_model(model)
             raise
         logger.info(
             "memory database: %s PostgreSQL %s, data in %s",
@@ -89,14 +93,20 @@ class AppRuntime:
         return task
 
     async def close(self) -> None:
-        if self.retention is not None:
-            await self.retention.stop()
-        if self.background:
-            _, running = await asyncio.wait(set(self.background), timeout=SHUTDOWN_GRACE_SECONDS)
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-        await self.pool.close()
-        await asyncio.to_thread(self.target.close)
-        if self.owns_model:
-            await close_model(self.model)
+        try:
+            if self.retention is not None:
+                await self.retention.stop()
+            if self.background:
+                _, running = await asyncio.wait(
+                    set(self.background), timeout=SHUTDOWN_GRACE_SECONDS
+                )
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+        finally:  # whatever failed above, the connections and the model's clients close
+            try:
+                await self.pool.close()
+                await asyncio.to_thread(self.target.close)
+            finally:
+                if self.owns_model:
+                    await close_model(self.model)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
 
-from lakebase_memory.memory.saver.codec import MessageKey, message_key
+from lakebase_memory.memory.saver.codec import MessageCopier, MessageKey, message_key
 
 DEFAULT_MAX_THREADS = 256
 
@@ -34,6 +34,7 @@ class ThreadLog:
 
     generation: uuid.UUID
     by_seq: dict[int, BaseMessage] = field(default_factory=dict)
+    copiers: dict[int, MessageCopier] = field(default_factory=dict)  # reads hand out copies
     by_key: dict[MessageKey, int] = field(default_factory=dict)
     # The thread's next sequence number as last seen: a writer's one-statement fast path
     # expects it (the statement checks it, so a stale value only costs a retry).
@@ -42,6 +43,7 @@ class ThreadLog:
     def add(self, entries: Mapping[int, BaseMessage]) -> None:
         for seq, message in entries.items():
             self.by_seq[seq] = message
+            self.copiers[seq] = MessageCopier(message)
             key = message_key(message)
             # The newest entry of a message id is the one a new checkpoint most likely repeats.
             if key is not None and seq >= self.by_key.get(key, -1):

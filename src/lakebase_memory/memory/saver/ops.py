@@ -279,20 +279,27 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
     def _load_tuple(self, row: Row, resolved: Resolved) -> CheckpointTuple:
         thread_id = row["thread_id"]
         messages = resolved.get(thread_id, {})
+        # Copies: a caller editing a message must not change the cached snapshot. Entries of
+        # one generation never change, so the cache's copier of a number copies this entry.
+        log = self.cache.get(thread_id, row["generation"])
+        copiers = log.copiers if log is not None else {}
+
+        def copy(seq: int) -> BaseMessage:
+            copier = copiers.get(seq)
+            return copier() if copier is not None else copy_message(messages[seq])
 
         def load(type_: str, blob: bytes) -> Any:
             if type_ == MESSAGES_REF:
-                # Copies: a caller reassigning a field must not change the cached snapshot.
-                return [copy_message(messages[s]) for s in decode_ref(blob)]
+                return [copy(s) for s in decode_ref(blob)]
             if type_ == MESSAGE_REF:
-                return copy_message(messages[decode_ref(blob)[0]])
+                return copy(decode_ref(blob)[0])
             return self.serde.loads_typed((type_, blob))
 
         checkpoint = row["checkpoint"]
         values = dict(checkpoint.get("channel_values") or {})
         for channel, value in values.items():
             if (seqs := inline_ref_seqs(value)) is not None:
-                values[channel] = [copy_message(messages[s]) for s in seqs]
+                values[channel] = [copy(s) for s in seqs]
         for channel, type_, blob in _blob_triples(row["channel_values"]):
             if type_ != "empty":
                 values[channel] = load(type_, blob)
@@ -610,22 +617,27 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def _op_lock_threads(self, thread_ids: Iterable[str], *, keep_new_heads: bool) -> Op[None]:
+    def _op_lock_threads(self, thread_ids: Iterable[str]) -> Op[list[str]]:
         """Lock the head rows of these threads before any other row, in the one order of all
         maintenance (`thread_locks.LOCK_THREADS`: one statement, ids in byte order), so that
         two maintenance operations on overlapping threads queue instead of deadlocking.
 
         Missing head rows are created, so a first linear write waits for this transaction
-        too. Unless `keep_new_heads`, those of threads without checkpoints go again at once.
+        too; returns their threads, for `_op_drop_empty_heads` once the work is done.
         """
         created = yield Query(LOCK_THREADS, lock_threads_params(thread_ids), fetch=True)
-        if created and not keep_new_heads:
-            yield Query(sql.DROP_EMPTY_HEADS, ([r["thread_id"] for r in created],))
+        return [r["thread_id"] for r in created]
+
+    def _op_drop_empty_heads(self, created: list[str]) -> Op[None]:
+        """At the end of maintenance, still under its locks: the head rows it created go again
+        for threads left without checkpoints (unknown ones, deleted meanwhile, or emptied)."""
+        if created:
+            yield Query(sql.DROP_EMPTY_HEADS, (created,))
 
     def _op_delete_thread(self, thread_id: str, after: AfterCommit) -> Op[None]:
         yield BEGIN
-        # The head row goes with the thread: one created by the lock need not be dropped.
-        yield from self._op_lock_threads([str(thread_id)], keep_new_heads=True)
+        # The head row goes with the thread, also one the lock created.
+        yield from self._op_lock_threads([str(thread_id)])
         for statement in sql.DELETE_THREAD:
             yield Query(statement, (str(thread_id),))
         after.append(lambda: self.cache.drop(str(thread_id)))
@@ -635,8 +647,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         if source == target:
             raise ValueError(f"cannot copy thread '{source}' onto itself")
         yield BEGIN
-        # Both head rows are needed (the target's continues the source's numbering): kept.
-        yield from self._op_lock_threads((source, target), keep_new_heads=True)
+        created = yield from self._op_lock_threads((source, target))
         taken = yield Query(sql.THREAD_HAS_DATA, (target, target), fetch=True)
         if taken[0]["taken"]:
             raise ValueError(
@@ -645,16 +656,20 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             )
         for statement in sql.COPY_THREAD:
             yield Query(statement, (target, source))
+        # The target's head continues the source's numbering; an unknown source copies
+        # nothing, and neither thread keeps a head row then.
         yield Query(sql.CONTINUE_NUMBERING, (target, source))
+        yield from self._op_drop_empty_heads(created)
         after.append(lambda: self.cache.drop(target))
 
     def _op_prune_keep_latest(self, thread_id: str, after: AfterCommit) -> Op[None]:
         """Keep the newest checkpoint of each namespace, its writes, blobs and messages."""
         yield BEGIN
-        yield from self._op_lock_threads([thread_id], keep_new_heads=False)
+        created = yield from self._op_lock_threads([thread_id])
         deleted = yield Query(sql.PRUNE_OLDER_CHECKPOINTS, (thread_id, thread_id), fetch=True)
         if deleted:
             yield from self._op_collect_garbage(thread_id, deleted, after)
+        yield from self._op_drop_empty_heads(created)
 
     def _op_delete_for_runs(self, run_ids: Sequence[str], after: AfterCommit) -> Op[None]:
         yield BEGIN
@@ -663,13 +678,14 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
         if not threads:
             return
         # Every thread's head row first, then `= ANY` may visit their rows in any order.
-        yield from self._op_lock_threads(threads, keep_new_heads=False)
+        created = yield from self._op_lock_threads(threads)
         deleted = yield Query(sql.DELETE_RUN_CHECKPOINTS, (threads, list(run_ids)), fetch=True)
         by_thread: dict[str, list[Row]] = {}
         for row in deleted:
             by_thread.setdefault(row["thread_id"], []).append(row)
         for thread_id, gone in by_thread.items():
             yield from self._op_collect_garbage(thread_id, gone, after)
+        yield from self._op_drop_empty_heads(created)
 
     def _op_collect_garbage(
         self, thread_id: str, deleted: Iterable[Row], after: AfterCommit

@@ -86,8 +86,9 @@ WHERE thread_id = %s FOR UPDATE
 # `lakebase_memory.memory.thread_locks.LOCK_THREADS`, the one lock order of all maintenance,
 # which creates missing ones: a thread only LangGraph's stock saver wrote gets one, so that a
 # first write of the linear saver cannot slip in between prune's reading of references and
-# its deleting of entries. Created rows of threads without checkpoints go again (a thread that
-# has nothing, or was deleted by the maintenance the lock waited for, must not come back).
+# its deleting of entries. Created rows of threads left without checkpoints go again at the end
+# of the operation (a thread that has nothing, or was deleted by the maintenance the lock
+# waited for, must not come back).
 DROP_EMPTY_HEADS = """
 DELETE FROM ai_chatbot.checkpoint_threads h
 WHERE h.thread_id = ANY(%s)
