@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime
 import enum
+from collections import OrderedDict
+from copy import deepcopy
 
+import pydantic
 import pytest
 from langchain_core.messages import (
     AIMessage,
@@ -103,13 +106,25 @@ def test_the_saver_stores_langchain_messages_compactly() -> None:
         assert saver._load_entry({"type": type_, "blob": blob, "message_id": message.id}) == message
 
 
-COPIED = [*MESSAGES, HumanMessage("extra field", id="x2", mood="odd")]
+class Parsed(pydantic.BaseModel):  # what structured output leaves under "parsed"
+    answer: int
+
+
+COPIED = [
+    *MESSAGES,
+    HumanMessage("extra field", id="x2", mood="odd"),
+    AIMessage(
+        "not JSON",
+        id="x6",
+        additional_kwargs={"parsed": Parsed(answer=1), "ordered": OrderedDict(a=[1])},
+    ),
+]
 
 
 @pytest.mark.parametrize("how", ["copy_message", "MessageCopier"])
 @pytest.mark.parametrize("message", COPIED, ids=lambda m: f"{type(m).__name__}-{m.id}")
 def test_copies_are_equal_and_independent(message: BaseMessage, how: str) -> None:
-    original = copy_message(message)  # what the cache keeps, compared with after the edits
+    original = deepcopy(message)  # compared with after the edits
     make = MessageCopier(message) if how == "MessageCopier" else lambda: copy_message(message)
     copy, other = make(), make()
     assert copy == message and copy is not message and same_message(copy, message)
@@ -120,6 +135,9 @@ def test_copies_are_equal_and_independent(message: BaseMessage, how: str) -> Non
     copy.response_metadata["more"] = [1]
     if isinstance(copy, AIMessage) and copy.tool_calls:
         copy.tool_calls[0]["args"]["q"] = "edited"
+    if "parsed" in copy.additional_kwargs:
+        copy.additional_kwargs["parsed"].answer = 2
+        copy.additional_kwargs["ordered"]["a"].append(2)
     copy.surprise = "extra"
     assert not same_message(copy, message)
     for untouched in (message, other):

@@ -7,6 +7,7 @@ run, `[[0, 600]]`, however long it is; a removal or an edit splits it into a few
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Sequence
@@ -76,6 +77,8 @@ def copy_message(message: BaseMessage) -> BaseMessage:
         kind = type(value)
         if kind is dict or kind is list:
             fields[name] = _copy_json(value) if value else kind()
+        elif kind not in _IMMUTABLE:
+            fields[name] = _copy_json(value)
     object.__setattr__(copy, "__dict__", fields)
     object.__setattr__(copy, "__pydantic_fields_set__", message.__pydantic_fields_set__.copy())
     object.__setattr__(copy, "__pydantic_extra__", None if extra is None else _copy_json(extra))
@@ -95,7 +98,7 @@ class MessageCopier:
         self._cls = type(message)
         self._fields = message.__dict__
         self._containers = tuple(
-            name for name, value in self._fields.items() if type(value) in (dict, list)
+            name for name, value in self._fields.items() if type(value) not in _IMMUTABLE
         )
         # Extra or private attributes are rare: those messages take the general path.
         self._plain = not message.__pydantic_extra__ and message.__pydantic_private__ is None
@@ -107,7 +110,8 @@ class MessageCopier:
         fields = self._fields.copy()
         for name in self._containers:
             value = fields[name]
-            fields[name] = _copy_json(value) if value else type(value)()
+            kind = type(value)
+            fields[name] = kind() if not value and kind in (dict, list) else _copy_json(value)
         message = self._message
         object.__setattr__(copy, "__dict__", fields)
         object.__setattr__(copy, "__pydantic_fields_set__", message.__pydantic_fields_set__.copy())
@@ -119,13 +123,22 @@ class MessageCopier:
         return copy
 
 
+# Values a copy may share with the original: nobody can change them in place.
+_IMMUTABLE = (str, int, float, bool, bytes, type(None))
+
+
 def _copy_json(value: Any) -> Any:
-    """Dicts and lists copied all the way down; anything else (str, numbers...) shared."""
-    if type(value) is dict:
+    """Dicts and lists copied all the way down, immutable values shared, and anything else
+    (an OrderedDict, a set, a pydantic object under `additional_kwargs["parsed"]`...) deep
+    copied: it might be changed in place too."""
+    kind = type(value)
+    if kind is dict:
         return {k: _copy_json(v) for k, v in value.items()}
-    if type(value) is list:
+    if kind is list:
         return [_copy_json(v) for v in value]
-    return value
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
 
 
 def same_message(a: BaseMessage, b: BaseMessage) -> bool:
