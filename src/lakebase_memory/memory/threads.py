@@ -8,6 +8,7 @@ activity; a thread it has no row for (written by the stock saver) shows zeros.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +98,9 @@ def chat_id_for(thread_id: str) -> uuid.UUID:
     return uuid_for(thread_id, _DERIVED_ID_NAMESPACE)
 
 
+# Every turn maps every message of its thread again (the "Message" sync): 3.5 us per id
+# uncached, which is 2 ms at 300 turns. UUIDs are immutable, so sharing them is safe.
+@functools.lru_cache(maxsize=65536)
 def uuid_for(raw: str, namespace: uuid.UUID) -> uuid.UUID:
     """`raw` itself when it is a UUID in canonical spelling, else a UUID derived from it.
 
