@@ -274,6 +274,30 @@ def test_threads_commands_keep_the_refused_login_message(
         assert "Traceback" not in result.output
 
 
+def test_a_threads_write_by_a_role_without_the_apps_privileges(
+    database: str, monkeypatch, tmp_path
+) -> None:
+    """The tables are current but the role may not use them: the write stops with the
+    privileges it lacks (the set-up's message), and changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    conversations(database)
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS outsider")
+        admin.execute("CREATE ROLE outsider LOGIN")
+    try:
+        monkeypatch.setenv("DATABASE_URL", make_conninfo(database, user="outsider"))
+        result = threads_cli("prune", "--older-than-days", "1")
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("error: Role 'outsider' lacks privileges the app needs: ")
+        assert "Traceback" not in result.output
+    finally:
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY outsider")
+            admin.execute("DROP ROLE outsider")
+    monkeypatch.setenv("DATABASE_URL", database)
+    assert "ada-1" in threads_cli("list").output  # nothing was pruned
+
+
 def use_lakebase(monkeypatch, ll, token: str) -> None:
     """The CLI's environment: the local Lakebase's instance, as the identity of `token`."""
     for name in list(os.environ):

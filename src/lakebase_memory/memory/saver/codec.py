@@ -68,58 +68,38 @@ def message_key(message: BaseMessage) -> MessageKey | None:
 def copy_message(message: BaseMessage) -> BaseMessage:
     """A copy as independent as a freshly decoded message (nested dicts and lists too, so a
     caller editing `additional_kwargs` or content blocks never edits the cache), at a
-    fraction of `copy.deepcopy`'s cost: reads make one per message of the state."""
-    cls = type(message)
-    copy = cls.__new__(cls)
-    extra, private = message.__pydantic_extra__, message.__pydantic_private__
-    fields = message.__dict__.copy()
-    for name, value in fields.items():  # replacing values only: the dict keeps its size
-        kind = type(value)
-        if kind is dict or kind is list:
-            fields[name] = _copy_json(value) if value else kind()
-        elif kind not in _IMMUTABLE:
-            fields[name] = _copy_json(value)
-    object.__setattr__(copy, "__dict__", fields)
-    object.__setattr__(copy, "__pydantic_fields_set__", message.__pydantic_fields_set__.copy())
-    object.__setattr__(copy, "__pydantic_extra__", None if extra is None else _copy_json(extra))
-    object.__setattr__(copy, "__pydantic_private__", None if private is None else dict(private))
-    return copy
+    fraction of `copy.deepcopy`'s cost."""
+    return MessageCopier(message)()
 
 
 class MessageCopier:
-    """Makes `copy_message`'s copies of one message that never changes (a cached snapshot),
-    faster: which fields hold dicts and lists is worked out once, not at every copy. A read
-    hands out a copy of every message of the state, so this is per message and per read."""
+    """Copies of one message that never changes (a cached snapshot): which fields need
+    copying is worked out once, not at every copy. A read hands out a copy of every message
+    of the state, so this is per message and per read."""
 
-    __slots__ = ("_cls", "_containers", "_fields", "_message", "_plain")
+    __slots__ = ("_cls", "_containers", "_message")
 
     def __init__(self, message: BaseMessage) -> None:
         self._message = message
         self._cls = type(message)
-        self._fields = message.__dict__
         self._containers = tuple(
-            name for name, value in self._fields.items() if type(value) not in _IMMUTABLE
+            name for name, value in message.__dict__.items() if type(value) not in _IMMUTABLE
         )
-        # Extra or private attributes are rare: those messages take the general path.
-        self._plain = not message.__pydantic_extra__ and message.__pydantic_private__ is None
 
     def __call__(self) -> BaseMessage:
-        if not self._plain:
-            return copy_message(self._message)
+        message = self._message
         copy = self._cls.__new__(self._cls)
-        fields = self._fields.copy()
+        fields = message.__dict__.copy()  # replacing values only: the dict keeps its size
         for name in self._containers:
             value = fields[name]
             kind = type(value)
             fields[name] = kind() if not value and kind in (dict, list) else _copy_json(value)
-        message = self._message
+        extra, private = message.__pydantic_extra__, message.__pydantic_private__
         object.__setattr__(copy, "__dict__", fields)
         object.__setattr__(copy, "__pydantic_fields_set__", message.__pydantic_fields_set__.copy())
-        # A fresh (empty) extra dict per copy: assigning an unknown attribute writes into it.
-        object.__setattr__(
-            copy, "__pydantic_extra__", None if message.__pydantic_extra__ is None else {}
-        )
-        object.__setattr__(copy, "__pydantic_private__", None)
+        # A fresh extra dict per copy: assigning an unknown attribute writes into it.
+        object.__setattr__(copy, "__pydantic_extra__", None if extra is None else _copy_json(extra))
+        object.__setattr__(copy, "__pydantic_private__", None if private is None else dict(private))
         return copy
 
 
