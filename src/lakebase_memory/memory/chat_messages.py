@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
+from lakebase_memory.database.reconnect import repeatable
 from lakebase_memory.memory.history import message_text
 from lakebase_memory.memory.lifecycle import CHAT, CHAT_MESSAGE, VOTE
 from lakebase_memory.memory.threads import ThreadNotFoundError, chat_id_for, utc_now, uuid_for
@@ -53,15 +54,16 @@ def message_parts(message: BaseMessage) -> list[dict[str, object]]:
 
 class ChatMessages:
     def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+        self.pool = pool
 
+    @repeatable
     async def sync(self, thread_id: str, messages: Sequence[BaseMessage]) -> int:
         """Add the thread's messages the chat does not have yet; returns how many."""
         chat_id = chat_id_for(thread_id)
         ids = {message_uuid(m): m for m in messages if m.id}
         if not ids:
             return 0
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             # Looked up by primary key, not by reading every row of the chat.
             cursor = await conn.execute(
                 sql.SQL('SELECT id FROM {} WHERE "chatId" = %s AND id = ANY(%s)').format(_MESSAGE),
@@ -89,8 +91,9 @@ class ChatMessages:
                 )
             return len(missing)
 
+    @repeatable
     async def votes(self, thread_id: str) -> dict[str, bool]:
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             cursor = await conn.execute(
                 sql.SQL('SELECT "messageId", "isUpvoted" FROM {} WHERE "chatId" = %s').format(
                     _VOTE
@@ -101,6 +104,7 @@ class ChatMessages:
                 str(row["messageId"]): bool(row["isUpvoted"]) for row in await cursor.fetchall()
             }
 
+    @repeatable
     async def vote(self, thread_id: str, user_id: str, message_id: str, up: bool | None) -> None:
         """Thumbs up (True), down (False) or neither (None) on one of the user's messages."""
         chat_id = chat_id_for(thread_id)
@@ -108,7 +112,7 @@ class ChatMessages:
             target = uuid.UUID(message_id)
         except ValueError as error:
             raise MessageNotFoundError(message_id) from error
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             cursor = await conn.execute(
                 sql.SQL(
                     'SELECT m.id FROM {m} m JOIN {c} c ON c.id = m."chatId" '

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
+from lakebase_memory.database.reconnect import repeatable
 from lakebase_memory.memory.lifecycle import (
     CHAT,
     THREADS,
@@ -138,9 +139,10 @@ class ThreadCatalogue:
     """Per-user thread list on the app's pool. Every method is scoped to one user."""
 
     def __init__(self, pool: Pool, checkpoint_schema: str = "public") -> None:
-        self._pool = pool
+        self.pool = pool
         self._checkpoint_schema = checkpoint_schema
 
+    @repeatable
     async def claim(self, thread_id: str, user_id: str, first_text: str) -> ThreadSummary:
         """Create the thread for `user_id`, or mark activity on it; someone else's is not found."""
         now = utc_now()
@@ -151,7 +153,7 @@ class ThreadCatalogue:
             'WHERE {chat}."userId" = excluded."userId" '
             "RETURNING {cols}"
         ).format(chat=_CHAT, cols=_COLUMNS)
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             try:
                 cursor = await conn.execute(
                     query,
@@ -167,28 +169,31 @@ class ThreadCatalogue:
             raise ThreadNotFoundError(thread_id)
         return _summary(row)
 
+    @repeatable
     async def get(self, thread_id: str, user_id: str) -> ThreadSummary:
         query = sql.SQL(
             'SELECT {cols} FROM {chat} c {stats} WHERE c."threadId" = %s AND c."userId" = %s'
         ).format(chat=_CHAT, cols=_WITH_STATS, stats=_STATS_JOIN)
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             cursor = await conn.execute(query, (thread_id, user_id))
             row = await cursor.fetchone()
         if row is None:
             raise ThreadNotFoundError(thread_id)
         return _summary(row)
 
+    @repeatable
     async def rename(self, thread_id: str, user_id: str, title: str) -> ThreadSummary:
         query = sql.SQL(
             'WITH c AS (UPDATE {chat} SET title = %s WHERE "threadId" = %s AND "userId" = %s '
             "RETURNING {cols}) SELECT {stats_cols} FROM c {stats}"
         ).format(chat=_CHAT, cols=_COLUMNS, stats_cols=_WITH_STATS, stats=_STATS_JOIN)
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             row = await (await conn.execute(query, (title, thread_id, user_id))).fetchone()
         if row is None:
             raise ThreadNotFoundError(thread_id)
         return _summary(row)
 
+    @repeatable
     async def list(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> ThreadPage:
         """The user's threads, most recently active first, `limit` at a time."""
         after = _decode_cursor(cursor) if cursor else None
@@ -202,18 +207,22 @@ class ThreadCatalogue:
             "SELECT {cols} FROM {chat} c {stats} WHERE {cond} "
             'ORDER BY c."updatedAt" DESC, c.id DESC LIMIT %s'
         ).format(chat=_CHAT, cols=_WITH_STATS, stats=_STATS_JOIN, cond=condition)
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
         threads = [_summary(row) for row in rows[:limit]]
         next_cursor = _encode_cursor(threads[-1]) if len(rows) > limit else None
         return ThreadPage(threads, next_cursor)
 
     async def delete(self, thread_id: str, user_id: str) -> None:
-        """Delete the thread whole (chat, messages, votes, checkpoints, message log) at once."""
+        """Delete the thread whole (chat, messages, votes, checkpoints, message log) at once.
+
+        Not repeated after a dropped connection: a delete that committed unseen would answer
+        404 the second time.
+        """
         owned = sql.SQL('SELECT 1 FROM {chat} WHERE "threadId" = %s AND "userId" = %s').format(
             chat=_CHAT
         )
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             if await (await conn.execute(owned, (thread_id, user_id))).fetchone() is None:
                 raise ThreadNotFoundError(thread_id)
             await delete_thread_rows(conn, [thread_id], self._checkpoint_schema)

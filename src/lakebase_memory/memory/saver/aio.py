@@ -27,6 +27,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.database.borrow import borrow, require_autocommit
+from lakebase_memory.database.reconnect import again_if_dropped
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
@@ -37,6 +38,7 @@ from lakebase_memory.memory.saver.ops import (
     Op,
     check_prune_arguments,
     checkpoint_key,
+    new_turn_id,
     thread_id_of,
     with_turn,
 )
@@ -123,16 +125,25 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         return borrow(self.conn, type(self).__name__, self._conn_lock)
 
-    async def _run(self, make: Callable[[AfterCommit], Op[T]]) -> T:
-        after: AfterCommit = []
-        async with (
-            self._connection() as conn,
-            conn.cursor(binary=True, row_factory=dict_row) as cur,
-        ):
-            result = await adrive(conn, cur, make(after))
-        for step in after:  # only once committed
-            step()
-        return result
+    async def _run(self, make: Callable[[AfterCommit], Op[T]], *, repeatable: bool = True) -> T:
+        """Run the operation `make` builds; on a pool, once more if the server dropped the
+        connection under it (`repeatable`: every operation but a copy leaves the same rows
+        when it runs twice, see `BaseLinearSaver`)."""
+
+        async def attempt() -> T:
+            after: AfterCommit = []
+            async with (
+                self._connection() as conn,
+                conn.cursor(binary=True, row_factory=dict_row) as cur,
+            ):
+                result = await adrive(conn, cur, make(after))
+            for step in after:  # only once committed
+                step()
+            return result
+
+        if repeatable and isinstance(self.conn, AsyncConnectionPool):
+            return await again_if_dropped(self.conn, attempt, type(self).__name__)
+        return await attempt()
 
     # -- BaseCheckpointSaver, async --------------------------------------------------------
 
@@ -199,6 +210,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         """
         await self._run(
             lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
+            repeatable=False,
         )
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
@@ -231,7 +243,10 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         Raises:
             ThreadBusyError: another turn holds an unexpired lease on the thread.
         """
-        return await self._run(lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds))
+        turn_id = new_turn_id()
+        return await self._run(
+            lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds, turn_id)
+        )
 
     async def arenew_turn(
         self, thread_id: str, turn_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS

@@ -134,6 +134,10 @@ Op = Generator[Query, list[Row], T]
 Resolved = dict[str, Mapping[int, BaseMessage]]  # thread id -> log entries by number
 
 
+def new_turn_id() -> str:
+    return str(uuid.uuid4())
+
+
 def thread_id_of(config: RunnableConfig) -> str:
     try:
         return str(config["configurable"]["thread_id"])
@@ -148,6 +152,12 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
 
     Each `_op_*` method returns an operation for a driver; `after` collects what to do to the
     cache once the operation's transaction has committed.
+
+    Every operation but a copy may run twice (the drivers run it again when the server drops
+    the connection, possibly after it committed): a repeated write finds its log entries by
+    message id and its checkpoint by id, deletes find nothing more to delete, and a turn
+    lease is taken under an id made outside the operation. Only a thread's `size_bytes` may
+    then count one write twice, until the next prune or copy recounts it.
     """
 
     def __init__(
@@ -594,9 +604,10 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
     # -- turn leases -------------------------------------------------------------------------
 
     def _op_acquire_turn(
-        self, thread_id: str, user_id: str | None, lease_seconds: float
+        self, thread_id: str, user_id: str | None, lease_seconds: float, turn_id: str
     ) -> Op[str]:
-        turn_id = str(uuid.uuid4())
+        """Take the lease for `turn_id` (made by the caller, so that a run repeated after a
+        dropped connection finds the lease its first run may have taken, not a busy thread)."""
         params = {
             "thread_id": str(thread_id),
             "user_id": user_id,

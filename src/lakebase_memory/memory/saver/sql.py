@@ -320,14 +320,15 @@ def save_statement(*, log: bool, blobs: bool, checkpoint: bool, writes: str | No
 # -- turn leases: one turn at a time per thread -------------------------------------------
 
 # Takes the lease if nobody holds it or the holder's expired (a crashed process); creates
-# the thread's row for a new thread.
+# the thread's row for a new thread. The same turn taking it again (its first try committed
+# before the connection dropped) gets it too.
 ACQUIRE_TURN = """
 INSERT INTO ai_chatbot.checkpoint_threads AS h (thread_id, user_id, turn_id, turn_expires_at)
 VALUES (%(thread_id)s, %(user_id)s, %(turn_id)s, now() + make_interval(secs => %(seconds)s))
 ON CONFLICT (thread_id) DO UPDATE
 SET turn_id = EXCLUDED.turn_id, turn_expires_at = EXCLUDED.turn_expires_at,
     user_id = coalesce(h.user_id, EXCLUDED.user_id)
-WHERE h.turn_id IS NULL OR h.turn_expires_at < now()
+WHERE h.turn_id IS NULL OR h.turn_expires_at < now() OR h.turn_id = EXCLUDED.turn_id
 RETURNING h.turn_id
 """
 

@@ -23,6 +23,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from lakebase_memory.database.borrow import borrow_sync, require_autocommit
+from lakebase_memory.database.reconnect import again_if_dropped_sync
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
@@ -33,6 +34,7 @@ from lakebase_memory.memory.saver.ops import (
     Op,
     check_prune_arguments,
     checkpoint_key,
+    new_turn_id,
     thread_id_of,
     with_turn,
 )
@@ -125,16 +127,24 @@ class LinearPostgresSaver(BaseLinearSaver):
     def _connection(self) -> AbstractContextManager[Connection[Any]]:
         return borrow_sync(self.conn, type(self).__name__, self._conn_lock)
 
-    def _run(self, make: Callable[[AfterCommit], Op[T]]) -> T:
-        after: AfterCommit = []
-        with (
-            self._connection() as conn,
-            conn.cursor(binary=True, row_factory=dict_row) as cur,
-        ):
-            result = drive(conn, cur, make(after))
-        for step in after:  # only once committed
-            step()
-        return result
+    def _run(self, make: Callable[[AfterCommit], Op[T]], *, repeatable: bool = True) -> T:
+        """Run the operation `make` builds; on a pool, once more after a dropped connection
+        (see `AsyncLinearPostgresSaver._run`)."""
+
+        def attempt() -> T:
+            after: AfterCommit = []
+            with (
+                self._connection() as conn,
+                conn.cursor(binary=True, row_factory=dict_row) as cur,
+            ):
+                result = drive(conn, cur, make(after))
+            for step in after:  # only once committed
+                step()
+            return result
+
+        if repeatable and isinstance(self.conn, ConnectionPool):
+            return again_if_dropped_sync(self.conn, attempt, type(self).__name__)
+        return attempt()
 
     # -- one turn at a time per thread ------------------------------------------------------
 
@@ -146,7 +156,10 @@ class LinearPostgresSaver(BaseLinearSaver):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> str:
         """Take the thread's turn lease (see `AsyncLinearPostgresSaver.aturn`)."""
-        return self._run(lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds))
+        turn_id = new_turn_id()
+        return self._run(
+            lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds, turn_id)
+        )
 
     def renew_turn(
         self, thread_id: str, turn_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
@@ -250,6 +263,7 @@ class LinearPostgresSaver(BaseLinearSaver):
         """
         self._run(
             lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
+            repeatable=False,
         )
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
