@@ -24,9 +24,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conftest import answer_text, make_settings, say
 from lakebase_memory.database.reconnect import connection_lost
-from lakebase_memory.memory.saver import AsyncLinearPostgresSaver, LinearPostgresSaver
+from lakebase_memory.memory.saver import AsyncLinearPostgresSaver, LinearPostgresSaver, aio
 from lakebase_memory.memory.threads import ThreadCatalogue
-from saver_fixtures import POOL_KWARGS, agent, checkpoint_rows, config
+from saver_fixtures import POOL_KWARGS, agent, checkpoint_rows, config, one
 
 WAITING = """
 SELECT pid FROM pg_stat_activity
@@ -82,6 +82,7 @@ def head_lock(thread_id: str) -> str:
     return f"SELECT 1 FROM ai_chatbot.checkpoint_threads WHERE thread_id = '{thread_id}' FOR UPDATE"
 
 
+NEXT_SEQ = "SELECT next_seq FROM ai_chatbot.checkpoint_threads WHERE thread_id = %s"
 CHAT_LOCK = 'SELECT 1 FROM ai_chatbot."Chat" WHERE "threadId" = \'t\' FOR UPDATE'
 
 
@@ -120,34 +121,61 @@ async def test_a_read_whose_connection_drops_is_read_again(
     assert len(stored.checkpoint["channel_values"]["messages"]) == 2
 
 
-async def test_a_turn_lease_taken_again_by_the_same_turn_is_its_own(
-    saver: AsyncLinearPostgresSaver,
-) -> None:
-    # What a run repeated after a drop does when its first run had committed: the same turn
-    # id asks again, and must not find the thread busy with itself.
-    turn_id = str(uuid.uuid4())
-    for _ in range(2):
-        taken = await saver._run(lambda _: saver._op_acquire_turn("t", None, 60, turn_id))
-        assert taken == turn_id
+def lose_first_ack(monkeypatch: pytest.MonkeyPatch, operation: str) -> list[str]:
+    """The first `operation` (an `_op_*` name) of the async saver commits, and then its
+    connection fails before the client hears of it: the answer is lost, not the write."""
+    lost: list[str] = []
+    real = aio.adrive
+
+    async def drive(conn: Any, cur: Any, op: Any) -> Any:
+        result = await real(conn, cur, op)
+        if op.gi_code.co_name == operation and not lost:
+            lost.append(operation)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(aio, "adrive", drive)
+    return lost
 
 
-async def test_a_repeated_checkpoint_write_adds_nothing(
-    saver: AsyncLinearPostgresSaver, database: str
+async def test_a_checkpoint_write_repeated_after_it_committed_adds_nothing(
+    saver: AsyncLinearPostgresSaver, database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What a write repeated after a drop does when its first run had committed.
     graph = agent(saver)
-    await turn(graph, "t", "hello")
-    latest = await saver.aget_tuple(config("t"))
-    assert latest is not None
-    before = checkpoint_rows(database, "t")
-    fresh = AsyncLinearPostgresSaver(saver.conn)  # nothing cached: it asks the database
-    for _ in range(2):
-        await fresh.aput(
-            latest.parent_config or config("t"), latest.checkpoint, latest.metadata, {}
-        )
-    assert checkpoint_rows(database, "t") == before
-    again = await fresh.aget_tuple(config("t"))
-    assert again is not None and again.checkpoint == latest.checkpoint
+    await turn(graph, "t", "first")
+    lost = lose_first_ack(monkeypatch, "_op_put")
+    messages = await turn(graph, "t", "second")
+    assert lost and len(messages) == 4
+    rows = checkpoint_rows(database, "t")
+    assert rows["ai_chatbot.checkpoint_messages"] == 4 and rows["checkpoints"] == 2
+    assert one(database, NEXT_SEQ, "t") == 4
+    # The thread goes on as if nothing happened, in this saver and in a fresh one.
+    await turn(graph, "t", "third")
+    assert checkpoint_rows(database, "t")["ai_chatbot.checkpoint_messages"] == 6
+    stored = await AsyncLinearPostgresSaver(saver.conn).aget_tuple(config("t"))
+    assert stored is not None
+    assert [m.type for m in stored.checkpoint["channel_values"]["messages"]] == ["human", "ai"] * 3
+
+
+async def test_a_turn_lease_taken_again_after_it_committed_is_the_turn_s_own(
+    saver: AsyncLinearPostgresSaver, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = lose_first_ack(monkeypatch, "_op_acquire_turn")
+    turn_id = await saver.aacquire_turn("t")  # not ThreadBusyError: the lease is its own
+    assert lost
+    assert str(one(database, "SELECT turn_id FROM ai_chatbot.checkpoint_threads")) == turn_id
+    await saver.arelease_turn("t", turn_id)
+    await saver.arelease_turn("t", await saver.aacquire_turn("t"))
+
+
+async def test_a_delete_repeated_after_it_committed_succeeds(
+    saver: AsyncLinearPostgresSaver, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await turn(agent(saver), "t", "hello")
+    lost = lose_first_ack(monkeypatch, "_op_delete_thread")
+    await saver.adelete_thread("t")
+    assert lost and not any(checkpoint_rows(database, "t").values())
+    assert await saver.aget_tuple(config("t")) is None
 
 
 async def test_a_copy_whose_connection_drops_fails_and_leaves_nothing(

@@ -34,7 +34,16 @@ APPLICATION_NAME = "lakebase-memory"  # how the pool's sessions show in pg_stat_
 # it, which a zero-timeout select() sees without a round trip. Kept short, so a connection
 # killed just after it was returned is still caught by the real check almost always.
 RECENTLY_USED_SECONDS = 0.02
+# After a statement met a dropped connection (`reconnect.py`), every checkout is checked for
+# this long: the others were most likely dropped at the same moment.
+CHECK_ALL_SECONDS = 1.0
 _returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_check_all_until = [0.0]
+
+
+def check_every_checkout(seconds: float = CHECK_ALL_SECONDS) -> None:
+    """Trust no recently used connection for `seconds`: check each one the pool lends."""
+    _check_all_until[0] = time.monotonic() + seconds
 
 
 async def _note_return(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -43,8 +52,9 @@ async def _note_return(conn: psycopg.AsyncConnection[Any]) -> None:
 
 async def _check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
     """Check a connection that sat idle; one killed by the server meanwhile is replaced."""
-    idle = time.monotonic() - _returned_at.get(conn, 0.0)
-    if idle > RECENTLY_USED_SECONDS or _socket_has_input(conn):
+    now = time.monotonic()
+    idle = now - _returned_at.get(conn, 0.0)
+    if idle > RECENTLY_USED_SECONDS or now < _check_all_until[0] or _socket_has_input(conn):
         await AsyncConnectionPool.check_connection(conn)
 
 

@@ -1,15 +1,16 @@
-"""Connections the server dropped: recognising them, and running repeatable work once more.
+"""Connections the server dropped: recognising them, and running repeatable work again.
 
 The pool checks a connection on checkout unless it was returned a moment ago (see `pool.py`),
 and even a checked connection can be dropped before its next statement: a restarted server
 or Lakebase compute, `idle_session_timeout`, `pg_terminate_backend`. The statement then fails
 although the database is fine again. Work that is safe to repeat (reads, and writes that
-leave the same rows when they run twice) runs once more, after the pool has checked its idle
-connections: a server that drops one session has usually dropped them all, and each of them
-would otherwise fail one more request.
+leave the same rows when they run twice) runs again, up to once per connection of the pool:
+each dropped connection is discarded, and for a second the app's pool checks every connection
+it lends, also recently used ones (a server that drops one session has usually dropped them
+all), so the second run almost always gets a live one.
 
-Whatever else fails (a refused login, a pool timeout, a second drop in a row) is raised as it
-is, to be explained by the caller.
+Whatever else fails (a refused login, a pool timeout or a closed pool, a drop at every try)
+is raised as it is, to be explained by the caller.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import (
+    AsyncConnectionPool,
+    ConnectionPool,
+    PoolClosed,
+    PoolTimeout,
+    TooManyRequests,
+)
 
+from lakebase_memory.database.pool import check_every_checkout
 from lakebase_memory.errors import first_line
 
 T = TypeVar("T")
@@ -32,70 +40,76 @@ logger = logging.getLogger(__name__)
 DROPPED_SQLSTATES = frozenset({"57P01", "57P02", "57P05"})
 
 
+# The pool's own refusals: no connection was lost, and running again would not help.
+POOL_ERRORS = (PoolTimeout, PoolClosed, TooManyRequests)
+
+
 def connection_lost(error: BaseException) -> bool:
     """The server ended the session (or the socket broke): not a refused statement."""
-    if isinstance(error, PoolTimeout) or not isinstance(error, psycopg.OperationalError):
+    if isinstance(error, POOL_ERRORS) or not isinstance(error, psycopg.OperationalError):
         return False
     state = error.sqlstate
     # No SQLSTATE: the client saw the socket close ("server closed the connection
-    # unexpectedly", "consuming input failed"); class 08: connection exceptions.
-    return state is None or state.startswith("08") or state in DROPPED_SQLSTATES
+    # unexpectedly", "consuming input failed"); class 08: connection exceptions, but for a
+    # protocol violation, which would happen again.
+    if state is None or state in DROPPED_SQLSTATES:
+        return True
+    return state.startswith("08") and state != "08P01"
 
 
 async def again_if_dropped(
-    pool: AsyncConnectionPool[Any], work: Callable[[], Awaitable[T]], what: str
+    work: Callable[[], Awaitable[T]], what: str, pool: AsyncConnectionPool[Any]
 ) -> T:
-    """`work()`, and once more on fresh connections if the first run's connection was dropped.
-
-    Only for work that is safe to repeat: a drop can come after the server committed.
-    """
-    try:
-        return await work()
-    except psycopg.OperationalError as error:
-        if not connection_lost(error):
-            raise
-        _log_drop(what, error)
-    await pool.check()
+    """`work()`, run again while its connection was dropped, as often as `pool` has
+    connections (each dropped one is discarded on return; a checked checkout replaces the
+    rest at once). Only for work that is safe to repeat: a drop can come after a commit."""
+    for _ in range(pool.max_size):
+        try:
+            return await work()
+        except psycopg.OperationalError as error:
+            if not connection_lost(error):
+                raise
+            _log_drop(what, error)
+            check_every_checkout()
     return await work()
 
 
-def again_if_dropped_sync(pool: ConnectionPool[Any], work: Callable[[], T], what: str) -> T:
-    """`again_if_dropped` for sync pools."""
-    try:
-        return work()
-    except psycopg.OperationalError as error:
-        if not connection_lost(error):
-            raise
-        _log_drop(what, error)
-    pool.check()
+def again_if_dropped_sync(work: Callable[[], T], what: str, pool: ConnectionPool[Any]) -> T:
+    """`again_if_dropped` for sync work."""
+    for _ in range(pool.max_size):
+        try:
+            return work()
+        except psycopg.OperationalError as error:
+            if not connection_lost(error):
+                raise
+            _log_drop(what, error)
+            check_every_checkout()
     return work()
 
 
 def _log_drop(what: str, error: BaseException) -> None:
     logger.warning(
-        "%s: the database dropped the connection (%s); running it again on a checked one",
+        "%s: the database dropped the connection (%s); running it again",
         what,
         first_line(error),
     )
 
 
-class HasPool(Protocol):
-    @property
-    def pool(self) -> AsyncConnectionPool[Any]: ...
+class OnPool(Protocol):
+    pool: AsyncConnectionPool[Any]
 
 
-S = TypeVar("S", bound=HasPool)
+S = TypeVar("S", bound=OnPool)
 
 
 def repeatable(
     method: Callable[Concatenate[S, P], Awaitable[T]],
 ) -> Callable[Concatenate[S, P], Awaitable[T]]:
-    """Mark a method on the app's pool as safe to repeat: it runs again after a drop."""
+    """Mark a method working on `self.pool` as safe to repeat: it runs again after a drop."""
 
     @functools.wraps(method)
     async def run(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await again_if_dropped(
-            self.pool, lambda: method(self, *args, **kwargs), method.__qualname__
-        )
+        work = functools.partial(method, self, *args, **kwargs)
+        return await again_if_dropped(work, method.__qualname__, self.pool)
 
     return run

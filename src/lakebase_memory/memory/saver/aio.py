@@ -126,7 +126,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         return borrow(self.conn, type(self).__name__, self._conn_lock)
 
     async def _run(self, make: Callable[[AfterCommit], Op[T]], *, repeatable: bool = True) -> T:
-        """Run the operation `make` builds; on a pool, once more if the server dropped the
+        """Run the operation `make` builds; on a pool, again if the server dropped the
         connection under it (`repeatable`: every operation but a copy leaves the same rows
         when it runs twice, see `BaseLinearSaver`)."""
 
@@ -142,7 +142,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             return result
 
         if repeatable and isinstance(self.conn, AsyncConnectionPool):
-            return await again_if_dropped(self.conn, attempt, type(self).__name__)
+            return await again_if_dropped(attempt, type(self).__name__, self.conn)
         return await attempt()
 
     # -- BaseCheckpointSaver, async --------------------------------------------------------

@@ -157,7 +157,8 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
     the connection, possibly after it committed): a repeated write finds its log entries by
     message id and its checkpoint by id, deletes find nothing more to delete, and a turn
     lease is taken under an id made outside the operation. Only a thread's `size_bytes` may
-    then count one write twice, until the next prune or copy recounts it.
+    then count one write twice, and a message without an id be logged twice (the second
+    entry unreferenced), until the next prune.
     """
 
     def __init__(

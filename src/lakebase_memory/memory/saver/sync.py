@@ -128,7 +128,7 @@ class LinearPostgresSaver(BaseLinearSaver):
         return borrow_sync(self.conn, type(self).__name__, self._conn_lock)
 
     def _run(self, make: Callable[[AfterCommit], Op[T]], *, repeatable: bool = True) -> T:
-        """Run the operation `make` builds; on a pool, once more after a dropped connection
+        """Run the operation `make` builds; on a pool, again after a dropped connection
         (see `AsyncLinearPostgresSaver._run`)."""
 
         def attempt() -> T:
@@ -143,7 +143,7 @@ class LinearPostgresSaver(BaseLinearSaver):
             return result
 
         if repeatable and isinstance(self.conn, ConnectionPool):
-            return again_if_dropped_sync(self.conn, attempt, type(self).__name__)
+            return again_if_dropped_sync(attempt, type(self).__name__, self.conn)
         return attempt()
 
     # -- one turn at a time per thread ------------------------------------------------------
