@@ -22,6 +22,7 @@ from lakebase_memory.memory.saver import (
     StaleTurnError,
     ThreadBusyError,
 )
+from lakebase_memory.memory.saver.ops import read_only
 from saver_fixtures import POOL_KWARGS, agent, checkpoint_rows, config
 
 
@@ -307,6 +308,20 @@ async def test_editing_a_read_message_in_place_changes_neither_cache_nor_store(
     async with AsyncLinearPostgresSaver.from_conn_string(database) as fresh:
         stored = await agent(fresh).aget_state(config("edit"))
     assert stored.values["messages"][0].additional_kwargs == {"note": "edited in place"}
+
+
+async def test_a_read_only_read_shares_the_cached_messages_and_others_still_copy(
+    saver: AsyncLinearPostgresSaver,
+) -> None:
+    graph = agent(saver)
+    await graph.ainvoke({"messages": [HumanMessage("hi", id="h1")]}, config("ro"))
+    looked = [
+        (await graph.aget_state(read_only(config("ro")))).values["messages"] for _ in range(2)
+    ]
+    assert all(a is b for a, b in zip(*looked, strict=True))  # no copy per read
+    copied = (await graph.aget_state(config("ro"))).values["messages"]
+    assert [m.id for m in copied] == [m.id for m in looked[0]]
+    assert not any(a is b for a, b in zip(copied, looked[0], strict=True))
 
 
 async def test_a_failed_renewal_is_retried(

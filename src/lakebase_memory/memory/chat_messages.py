@@ -4,14 +4,23 @@ the agent's thread.
 The thread's checkpoints are the truth; after every turn the messages the `"Message"` table
 does not have yet are added, with ids derived from the agent's message ids, so a vote and
 the thread API refer to the same message. Re-running the sync adds nothing twice.
+
+A turn only appends to a thread, so each process remembers, per chat, how many messages of
+the thread it has synced and the first and last one's ids: the next sync sends only what
+follows them, and its cost does not grow with the thread (turns of other processes append
+too, and are in what follows). When that no longer matches (history removed or rewritten,
+the chat deleted and made again, a restart), the whole thread is looked up again; so is a
+forked thread whose messages already have rows in the original's chat, at every sync.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from psycopg import sql
@@ -52,17 +61,77 @@ def message_parts(message: BaseMessage) -> list[dict[str, object]]:
     return parts
 
 
+# Chats whose synced prefix a process remembers (least recently synced forgotten first).
+SYNCED_CHATS = 10_000
+
+
+@dataclass(frozen=True)
+class SyncedPrefix:
+    """The first `count` messages of a thread are in the chat, from `first` to `last`."""
+
+    count: int
+    first: uuid.UUID
+    last: uuid.UUID
+
+    @classmethod
+    def of(cls, messages: Sequence[BaseMessage]) -> SyncedPrefix | None:
+        if not messages or not messages[0].id or not messages[-1].id:
+            return None
+        return cls(len(messages), message_uuid(messages[0]), message_uuid(messages[-1]))
+
+
 class ChatMessages:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, remember_chats: int = SYNCED_CHATS) -> None:
         self.pool = pool
+        self._remember_chats = remember_chats
+        # (thread id, the chat row's creation time) -> what the table has of the thread
+        self._synced: OrderedDict[tuple[str, datetime], SyncedPrefix] = OrderedDict()
 
     @repeatable
-    async def sync(self, thread_id: str, messages: Sequence[BaseMessage]) -> int:
-        """Add the thread's messages the chat does not have yet; returns how many."""
+    async def sync(
+        self,
+        thread_id: str,
+        messages: Sequence[BaseMessage],
+        *,
+        chat_created_at: datetime | None = None,
+    ) -> int:
+        """Add the thread's messages the chat does not have yet; returns how many.
+
+        `chat_created_at` (the chat row's, from `ThreadCatalogue.claim`) lets the next sync
+        of the same chat send only the messages after this one's.
+        """
         chat_id = chat_id_for(thread_id)
-        ids = {message_uuid(m): m for m in messages if m.id}
+        key = (thread_id, chat_created_at) if chat_created_at is not None else None
+        start = self._known_prefix(key, messages)
+        ids = {message_uuid(m): m for m in messages[start:] if m.id}
         if not ids:
             return 0
+        added, complete = await self._add_missing(chat_id, ids)
+        if key is not None and complete and (prefix := SyncedPrefix.of(messages)) is not None:
+            self._remember(key, prefix)
+        return added
+
+    def _known_prefix(
+        self, key: tuple[str, datetime] | None, messages: Sequence[BaseMessage]
+    ) -> int:
+        """How many leading messages are known to be in the chat (0 when unsure)."""
+        known = self._synced.get(key) if key is not None else None
+        if known is None or len(messages) < known.count:
+            return 0
+        return known.count if SyncedPrefix.of(messages[: known.count]) == known else 0
+
+    def _remember(self, key: tuple[str, datetime], prefix: SyncedPrefix) -> None:
+        self._synced[key] = prefix
+        self._synced.move_to_end(key)
+        while len(self._synced) > self._remember_chats:
+            self._synced.popitem(last=False)
+
+    async def _add_missing(
+        self, chat_id: uuid.UUID, ids: dict[uuid.UUID, BaseMessage]
+    ) -> tuple[int, bool]:
+        """Insert the messages the chat lacks: (how many were added, whether the chat now
+        has them all). Not all when the chat row is gone (a thread deleted meanwhile gets
+        nothing) or a message's row belongs to another chat (a fork's)."""
         async with self.pool.connection() as conn, conn.transaction():
             # Looked up by primary key, not by reading every row of the chat.
             cursor = await conn.execute(
@@ -72,7 +141,7 @@ class ChatMessages:
             present = {row["id"] for row in await cursor.fetchall()}
             missing = [m for key, m in ids.items() if key not in present]
             if not missing:
-                return 0
+                return 0, True
             now = utc_now()
             rows = [
                 (message_uuid(m), chat_id, ROLES.get(m.type, m.type), json.dumps(message_parts(m)),
@@ -89,7 +158,9 @@ class ChatMessages:
                     ).format(_MESSAGE, _CHAT),
                     [(*row, chat_id) for row in rows],
                 )
-            return len(missing)
+                # Summed over the statements; 0 if the chat row was gone.
+                inserted = cur.rowcount
+            return inserted, inserted == len(missing)
 
     @repeatable
     async def votes(self, thread_id: str) -> dict[str, bool]:

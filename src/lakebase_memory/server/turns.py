@@ -21,12 +21,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 
 from lakebase_memory.memory.history import message_text, new_messages
-from lakebase_memory.memory.saver.ops import with_turn
+from lakebase_memory.memory.saver.ops import read_only, with_turn
 from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.events import Event, ResponseEvents
 from lakebase_memory.server.protocol import ResponsesRequest
@@ -41,6 +42,7 @@ class PreparedTurn:
     graph_input: dict[str, list[BaseMessage]]
     config: dict[str, Any]
     turn_id: str
+    chat_created_at: datetime  # the chat row's: which chat the turn's messages are synced to
 
 
 async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str) -> PreparedTurn:
@@ -48,14 +50,14 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     thread_id = request.thread_id()
     incoming = request.messages()
     first_user_text = next((message_text(m) for m in incoming if isinstance(m, HumanMessage)), "")
-    await runtime.threads.claim(thread_id, user, first_user_text)
+    chat = await runtime.threads.claim(thread_id, user, first_user_text)
     # ThreadBusyError (another turn runs) answers 409 thread_busy, as every error is mapped.
     turn_id = await runtime.checkpointer.aacquire_turn(
         thread_id, user_id=user, lease_seconds=runtime.settings.turn_lease_seconds
     )
     config = with_turn({"configurable": {"thread_id": thread_id}}, turn_id, user)
     try:
-        return await _new_input(runtime, thread_id, incoming, config, turn_id)
+        return await _new_input(runtime, thread_id, incoming, config, turn_id, chat.created_at)
     except BaseException:
         # Also when the request is cancelled (client gone): the release must still happen.
         await asyncio.shield(runtime.spawn(runtime.checkpointer.arelease_turn(thread_id, turn_id)))
@@ -68,8 +70,11 @@ async def _new_input(
     incoming: list[BaseMessage],
     config: dict[str, Any],
     turn_id: str,
+    chat_created_at: datetime,
 ) -> PreparedTurn:
-    state = await runtime.graph.aget_state(config)
+    # Read-only: the saver hands out its cached messages, not copies (nothing here changes
+    # them), so this read does not cost a copy of the whole thread.
+    state = await runtime.graph.aget_state(read_only(config))
     stored: list[BaseMessage] = state.values.get("messages", []) if state.values else []
     fresh = new_messages(stored, incoming)
     for message in fresh:
@@ -82,7 +87,7 @@ async def _new_input(
             "Add a new user message at the end of input.",
         )
     # With nothing new after an unanswered message (a failed turn), the agent answers it now.
-    return PreparedTurn(thread_id, {"messages": fresh}, config, turn_id)
+    return PreparedTurn(thread_id, {"messages": fresh}, config, turn_id, chat_created_at)
 
 
 def start_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
@@ -159,6 +164,6 @@ async def _sync_chat_messages(
 ) -> None:
     # A thread deleted meanwhile has no chat row: the sync adds nothing to it.
     try:
-        await runtime.messages.sync(turn.thread_id, messages)
+        await runtime.messages.sync(turn.thread_id, messages, chat_created_at=turn.chat_created_at)
     except Exception as error:  # the turn's own outcome matters more; the next turn catches up
         logger.warning("could not copy thread %s to the chat messages: %s", turn.thread_id, error)

@@ -9,7 +9,8 @@ The cache is an optimisation only; the database stays the truth:
   thread's lock, so a cache never makes a checkpoint name a deleted entry;
 - entries are added only after the transaction that wrote them committed;
 - the cached messages are private snapshots (decoded from the stored bytes); callers get
-  copies, so reassigning a field of a returned message never changes what is cached.
+  copies, so reassigning a field of a returned message never changes what is cached, except
+  a read flagged `read_only` (see `ops.read_only`), whose caller promises not to change them.
 
 No lock: each operation is a few dict reads and writes, which the GIL keeps whole, and a
 lost update costs at most one extra lookup, never a wrong answer.

@@ -62,6 +62,7 @@ T = TypeVar("T")
 # The configurable key a turn's writes carry its lease in (see `turns.py`); "__" keeps it out
 # of checkpoint metadata.
 TURN_KEY = "__lakebase_turn_id"
+READ_ONLY_KEY = "__lakebase_read_only"  # see `read_only`
 Row = dict[str, Any]
 AfterCommit = list[Callable[[], None]]
 
@@ -185,7 +186,8 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
                 "ORDER BY c.checkpoint_id DESC LIMIT 1"
             )
             params = [thread_id, checkpoint_ns]
-        tuples = yield from self._op_read(sql.SELECT_CHECKPOINTS + where, params)
+        shared = bool(config["configurable"].get(READ_ONLY_KEY))
+        tuples = yield from self._op_read(sql.SELECT_CHECKPOINTS + where, params, shared=shared)
         return tuples[0] if tuples else None
 
     def _op_list(
@@ -222,7 +224,11 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             params.append(int(limit))
         return (yield from self._op_read(query, params))
 
-    def _op_read(self, query: str, params: Sequence[Any]) -> Op[list[CheckpointTuple]]:
+    def _op_read(
+        self, query: str, params: Sequence[Any], *, shared: bool = False
+    ) -> Op[list[CheckpointTuple]]:
+        """Checkpoint tuples of the rows `query` selects; their messages are copies unless
+        `shared` (a read-only caller, see `read_only`)."""
         for _ in range(READ_ATTEMPTS):
             rows = yield Query(query, params, fetch=True)
             messages = yield from self._op_resolve(rows)
@@ -232,7 +238,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
                         self.cache.note_next_seq(
                             row["thread_id"], row["generation"], row["next_seq"]
                         )
-                return [self._load_tuple(row, messages) for row in rows]
+                return [self._load_tuple(row, messages, shared) for row in rows]
         raise MessageLogError(
             f"checkpoints of thread(s) {sorted({r['thread_id'] for r in rows})} refer to "
             "message log entries that do not exist (ai_chatbot.checkpoint_messages); "
@@ -287,9 +293,14 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
                     self.cache.remember(thread_id, generation, entries)
         return found
 
-    def _load_tuple(self, row: Row, resolved: Resolved) -> CheckpointTuple:
+    def _load_tuple(self, row: Row, resolved: Resolved, shared: bool = False) -> CheckpointTuple:
         thread_id = row["thread_id"]
         messages = resolved.get(thread_id, {})
+        if shared:
+            # A message without an id may still get one assigned (`add_messages` does).
+            return self._tuple_of(
+                row, lambda seq: m if (m := messages[seq]).id is not None else copy_message(m)
+            )
         # Copies: a caller editing a message must not change the cached snapshot. Entries of
         # one generation never change, so the cache's copier of a number copies this entry.
         log = self.cache.get(thread_id, row["generation"])
@@ -299,18 +310,23 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             copier = copiers.get(seq)
             return copier() if copier is not None else copy_message(messages[seq])
 
+        return self._tuple_of(row, copy)
+
+    def _tuple_of(self, row: Row, message_of: Callable[[int], BaseMessage]) -> CheckpointTuple:
+        """The checkpoint tuple of a row, with `message_of(seq)` for each referenced entry."""
+
         def load(type_: str, blob: bytes) -> Any:
             if type_ == MESSAGES_REF:
-                return [copy(s) for s in decode_ref(blob)]
+                return [message_of(s) for s in decode_ref(blob)]
             if type_ == MESSAGE_REF:
-                return copy(decode_ref(blob)[0])
+                return message_of(decode_ref(blob)[0])
             return self.serde.loads_typed((type_, blob))
 
         checkpoint = row["checkpoint"]
         values = dict(checkpoint.get("channel_values") or {})
         for channel, value in values.items():
             if (seqs := inline_ref_seqs(value)) is not None:
-                values[channel] = [copy(s) for s in seqs]
+                values[channel] = [message_of(s) for s in seqs]
         for channel, type_, blob in _blob_triples(row["channel_values"]):
             if type_ != "empty":
                 values[channel] = load(type_, blob)
@@ -322,7 +338,7 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
             )
         ]
         configurable = {
-            "thread_id": thread_id,
+            "thread_id": row["thread_id"],
             "checkpoint_ns": row["checkpoint_ns"],
             "checkpoint_id": row["checkpoint_id"],
         }
@@ -742,6 +758,13 @@ def with_turn(config: RunnableConfig, turn_id: str, user_id: str | None) -> Runn
     if user_id is not None:
         configurable["user_id"] = user_id
     return {**config, "configurable": configurable}
+
+
+def read_only(config: RunnableConfig) -> RunnableConfig:
+    """`config` for a read whose caller promises not to change the messages it gets: the
+    saver hands out its cached messages themselves, not copies (no per-message cost). For
+    looking, never for running a graph: a run changes its state."""
+    return {**config, "configurable": {**config.get("configurable", {}), READ_ONLY_KEY: True}}
 
 
 def check_turn(thread_id: str, turn_id: str, head: Row | None) -> None:
