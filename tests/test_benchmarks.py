@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import memory_growth  # noqa: E402
 import read_latest  # noqa: E402
 import run_all  # noqa: E402
+import server_turns  # noqa: E402
 import short_threads  # noqa: E402
 import throughput  # noqa: E402
 
@@ -92,6 +93,20 @@ def test_read_latest(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert set(result["read_ms"]["linear"]["tuple_cold"]) == {10, 12}
     assert set(result["read_ms"]["stock"]["state"]) == {10}
     assert_checks(result, 3)
+
+
+def test_server_turns(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--database-url", pg_admin, "--turns", "12", "--threads", "1", "--window", "2"]
+    result = server_turns.main(argv)
+    assert "growth, turn 12 / turn 10" in capsys.readouterr().out
+    assert set(result["marks"]) == {10, 12}
+    for row in result["marks"].values():
+        assert row["turn_ms"] > 0 and row["graph_alone_ms"] > 0
+        # Every step of a turn ran (and was timed) at every mark.
+        assert all(ms > 0 for ms in row["steps_ms"].values()), row["steps_ms"]
+    assert result["checks"] == []
+    with pytest.raises(SystemExit):
+        server_turns.main(["--turns", "5"])
 
 
 def test_run_all_quick(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
