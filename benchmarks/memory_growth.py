@@ -14,9 +14,9 @@ state at every checkpoint, so it grows too).
 Storage is `pg_total_relation_size` of every checkpoint table (LangGraph's four, plus
 `ai_chatbot.checkpoint_messages` and `checkpoint_threads` for the linear saver) minus their size
 when empty; "x raw text" divides it by the text's bytes (of all threads). Latency at turn m is
-the median over the threads of the `--window` turns ending at m (15 turns by default: on a
-shared 2-core machine one turn in a few takes twice as long); overhead is that minus the
-in-memory saver's at the same turn.
+the median over the threads of the `--window` turns ending at m (5 per thread by default, 15
+samples: on a shared 2-core machine one turn in a few takes twice as long); overhead is that
+minus the in-memory saver's at the same turn.
 
 Targets (issue 6): storage at 300 turns <= 3x the raw text (stock: ~440x); latency at turn 300
 <= 1.5x that at turn 10 (stock: ~7.6x); overhead at turn 300 <= 3 ms (stock: ~39 ms).

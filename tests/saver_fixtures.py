@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.agent import build_graph
 from lakebase_memory.agent.models.echo import EchoChatModel
+from lakebase_memory.database.pool import CONNECTION_KWARGS
 from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 from lakebase_memory.schema import ensure_schema
 
@@ -35,6 +36,15 @@ CHECKPOINT_TABLES = (
 async def pool(database: str) -> AsyncIterator[AsyncConnectionPool]:
     async with AsyncConnectionPool(
         database, kwargs=POOL_KWARGS, min_size=2, max_size=8, open=False
+    ) as pool:
+        yield pool
+
+
+@pytest.fixture
+async def app_pool(db: str) -> AsyncIterator[AsyncConnectionPool]:
+    """A pool on the app's schema, with the app pool's connection settings."""
+    async with AsyncConnectionPool(
+        db, kwargs=CONNECTION_KWARGS, min_size=1, max_size=4, open=False
     ) as pool:
         yield pool
 

@@ -89,7 +89,13 @@ def test_every_identifier_is_quoted() -> None:
     )
     assert (
         render(
-            st.revoke([SequencePrivilege.USAGE], st.Target.ALL_SEQUENCES, sql.Identifier("s"), "g")
+            st.grant(
+                [SequencePrivilege.USAGE],
+                st.Target.ALL_SEQUENCES,
+                sql.Identifier("s"),
+                "g",
+                revoke=True,
+            )
         )
         == 'REVOKE USAGE ON ALL SEQUENCES IN SCHEMA "s" FROM "g"'
     )

@@ -233,3 +233,7 @@ async def test_pool_timeouts_share_one_login_diagnosis(monkeypatch: pytest.Monke
     assert logins == [1]
     assert {(a.status, a.code) for a in answers} == {(503, "database_unavailable")}
     assert all("not available" in a.message for a in answers)
+    # Another target (another app in the process) is diagnosed on its own.
+    other = DatabaseTarget(TargetKind.POSTGRES, down.conninfo, "elsewhere")
+    await errors.api_error_for(PoolTimeout(), other)
+    assert logins == [1, 1]

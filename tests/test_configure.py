@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lakebase_memory.cli.main import app
@@ -58,6 +59,17 @@ def test_autoscaling_endpoint_and_branch(local_lakebase: LocalLakebase, tmp_path
     assert "# disabled by lakebase-memory configure: LAKEBASE_AUTOSCALING_ENDPOINT=" in text
 
 
+def test_a_target_in_the_shell_environment_does_not_join_the_configured_one(
+    local_lakebase: LocalLakebase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEBASE_INSTANCE_NAME", "left-over-instance")
+    env_file = tmp_path / ".env.local"
+    auth = ["--host", local_lakebase.host, "--token", local_lakebase.owner_token]
+    result = run(*auth, "--endpoint", local_lakebase.endpoint_name, "--env-file", str(env_file))
+    assert result.exit_code == 0, result.output
+    assert f"LAKEBASE_AUTOSCALING_ENDPOINT={local_lakebase.endpoint_name}" in env_file.read_text()
+
+
 def test_says_exactly_what_is_wrong(local_lakebase: LocalLakebase, tmp_path: Path) -> None:
     env_file = tmp_path / ".env.local"
     bad_token = run("--host", local_lakebase.host, "--token", "dapi-wrong",
@@ -73,4 +85,10 @@ def test_says_exactly_what_is_wrong(local_lakebase: LocalLakebase, tmp_path: Pat
     both = run("--host", local_lakebase.host, "--token", local_lakebase.owner_token,
                "--instance", "a", "--endpoint", "b", "--env-file", str(env_file))  # fmt: skip
     assert both.exit_code == 1 and "give one of" in both.output
+    malformed = run("--host", local_lakebase.host, "--token", local_lakebase.owner_token,
+                    "--endpoint", "my-endpoint", "--env-file", str(env_file))  # fmt: skip
+    assert malformed.exit_code == 1
+    assert "✗ LAKEBASE_AUTOSCALING_ENDPOINT 'my-endpoint' is not an endpoint name" in (
+        malformed.output
+    )
     assert not env_file.exists()  # nothing written on failure

@@ -19,8 +19,13 @@ import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import (
+    AsyncConnectionPool,
+    ConnectionPool,
+    PoolClosed,
+    PoolTimeout,
+    TooManyRequests,
+)
 
 from conftest import answer_text, make_settings, say
 from lakebase_memory.database.reconnect import connection_lost
@@ -210,16 +215,45 @@ def test_the_sync_saver_reads_again_after_a_drop(database: str) -> None:
         assert saver.get_tuple(cfg) is not None
 
 
-async def test_a_thread_claim_whose_connection_drops_is_made_again(db: str) -> None:
-    async with AsyncConnectionPool(
-        db, kwargs={**POOL_KWARGS, "row_factory": dict_row}, min_size=1, max_size=4, open=False
-    ) as pool:
-        threads = ThreadCatalogue(pool)
-        await threads.claim("t", "ann", "hello")
-        with dropped_while_waiting(db, CHAT_LOCK):
-            claimed = await threads.claim("t", "ann", "again")
-        assert claimed.thread_id == "t" and claimed.user_id == "ann"
-        assert [t.thread_id for t in (await threads.list("ann")).threads] == ["t"]
+async def test_a_thread_claim_whose_connection_drops_is_made_again(
+    db: str, app_pool: AsyncConnectionPool
+) -> None:
+    threads = ThreadCatalogue(app_pool)
+    await threads.claim("t", "ann", "hello")
+    with dropped_while_waiting(db, CHAT_LOCK):
+        claimed = await threads.claim("t", "ann", "again")
+    assert claimed.thread_id == "t" and claimed.user_id == "ann"
+    assert [t.thread_id for t in (await threads.list("ann")).threads] == ["t"]
+
+
+@pytest.mark.parametrize(
+    ("error", "dropped"),
+    [
+        (psycopg.errors.AdminShutdown("terminating connection"), True),  # pg_terminate_backend
+        (psycopg.errors.IdleSessionTimeout("idle session timeout"), True),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.errors.ConnectionFailure("connection failure"), True),  # class 08
+        (psycopg.errors.ProtocolViolation("protocol violation"), False),  # would recur
+        (PoolTimeout("couldn't get a connection after 30 sec"), False),
+        (PoolClosed("the pool is closed"), False),
+        (TooManyRequests("the pool has too many waiting clients"), False),
+        (psycopg.errors.SerializationFailure("could not serialize"), False),
+        (psycopg.errors.QueryCanceled("canceling statement"), False),
+    ],
+)
+def test_what_counts_as_a_dropped_connection(error: Exception, dropped: bool) -> None:
+    assert connection_lost(error) is dropped
+
+
+async def test_a_closed_pool_fails_at_once_and_is_not_taken_for_a_drop(
+    pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    saver = AsyncLinearPostgresSaver(pool)
+    await saver.setup()
+    await pool.close()
+    with pytest.raises(PoolClosed):
+        await saver.aget_tuple(config("t"))
+    assert "dropped the connection" not in caplog.text
 
 
 def test_a_turn_whose_connections_drop_mid_statement_is_answered(database: str, serve: Any) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its class name when it has none."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+def first_line(error: BaseException, text: str | None = None) -> str:
+    """The first line of an error's message (or of `text`, a cleaned-up version of it), or
+    the error's class name when it has none."""
+    message = str(error) if text is None else text
+    return (message.strip().splitlines() or [type(error).__name__])[0]
 
 
 class LakebaseMemoryError(Exception):

@@ -166,13 +166,6 @@ def grant(
     )
 
 
-def revoke(
-    privileges: Sequence[AnyPrivilege], target: Target, name: sql.Identifier, grantee: str
-) -> sql.Composed:
-    """`REVOKE <privileges> ON <target> <name> FROM <grantee>`."""
-    return grant(privileges, target, name, grantee, revoke=True)
-
-
 class DefaultObjects(str, Enum):  # noqa: UP042 - like the privilege enums
     """What ALTER DEFAULT PRIVILEGES applies to."""
 

@@ -13,10 +13,10 @@ from lakebase_memory.config.databricks import INSTALL_HINT, SDK_FIELDS
 from lakebase_memory.config.env_file import update_env_file
 from lakebase_memory.database.lakebase import (
     LakebaseConnector,
-    LakebaseError,
     LakebaseKind,
     lakebase_spec,
 )
+from lakebase_memory.errors import LakebaseMemoryError
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -93,13 +93,14 @@ def configure(
         if value
     }
     # The app's own connector finds the target and mints a credential, exactly as the app
-    # will at start-up.
-    fields = {key.lower(): value for key, value in values.items()}
+    # will at start-up. Every target key is given (None when unset), so that a target set in
+    # the shell's environment cannot add itself to the one being configured.
+    fields = {key.lower(): values.get(key) for key in LAKEBASE_KEYS}
     settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg, arg-type]
-    spec = lakebase_spec(settings)
-    assert spec is not None
-    connector = LakebaseConnector(spec, settings, w)
     try:
+        spec = lakebase_spec(settings)
+        assert spec is not None
+        connector = LakebaseConnector(spec, settings, w)
         connector.resolve()
         if spec.kind is LakebaseKind.BRANCH:
             ok(f"branch {spec.value} found: read-write endpoint {connector.endpoint}")
@@ -108,7 +109,7 @@ def configure(
         else:
             ok(f"'{connector.name}' found: host {connector.host}")
         connector.password_blocking()
-    except LakebaseError as error:
+    except LakebaseMemoryError as error:  # a malformed name, or the connector's failure
         raise fail(str(error)) from error
     ok("a database credential can be minted")
 

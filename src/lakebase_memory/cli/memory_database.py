@@ -21,7 +21,7 @@ from lakebase_memory.schema import ensure_schema, missing_privileges, pending_mi
 
 @asynccontextmanager
 async def memory_database(
-    settings: Settings, *, write: bool, not_current: str, migrate: bool | None = None
+    settings: Settings, *, write: bool, not_current: str, migrate: bool = True
 ) -> AsyncIterator[AsyncConnection[Any]]:
     """One connection to the memory database, its search_path on the checkpoint schema.
 
@@ -37,7 +37,7 @@ async def memory_database(
     and writes with `migrate=False`, change nothing and stop with `not_current` (what to do)
     when the tables are not current.
     """
-    migrate = write and (migrate is None or migrate)
+    migrate = write and migrate
     target = await asyncio.to_thread(open_target, settings)
     try:
         async with await login(target, **CONNECTION_KWARGS) as conn:

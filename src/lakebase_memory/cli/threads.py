@@ -257,7 +257,7 @@ def _run(
     work: Callable[[ThreadStore, AsyncConnection[Any]], Awaitable[T]],
     *,
     write: bool,
-    migrate: bool | None = None,
+    migrate: bool = True,
     settings: Settings | None = None,
 ) -> T:
     """Run `work` on the memory database, over one connection (one login); a sentence and exit
@@ -278,7 +278,7 @@ async def _on_store(
     work: Callable[[ThreadStore, AsyncConnection[Any]], Awaitable[T]],
     *,
     write: bool,
-    migrate: bool | None,
+    migrate: bool,
 ) -> T:
     async with memory_database(
         settings,

@@ -67,10 +67,7 @@ async def again_if_dropped(
         try:
             return await work()
         except psycopg.OperationalError as error:
-            if not connection_lost(error):
-                raise
-            _log_drop(what, error)
-            check_every_checkout()
+            _run_again_or_raise(error, what)
     return await work()
 
 
@@ -80,19 +77,18 @@ def again_if_dropped_sync(work: Callable[[], T], what: str, pool: ConnectionPool
         try:
             return work()
         except psycopg.OperationalError as error:
-            if not connection_lost(error):
-                raise
-            _log_drop(what, error)
-            check_every_checkout()
+            _run_again_or_raise(error, what)
     return work()
 
 
-def _log_drop(what: str, error: BaseException) -> None:
+def _run_again_or_raise(error: psycopg.OperationalError, what: str) -> None:
+    """Re-raise an error that is not a drop; else say so and check the next checkouts."""
+    if not connection_lost(error):
+        raise error
     logger.warning(
-        "%s: the database dropped the connection (%s); running it again",
-        what,
-        first_line(error),
+        "%s: the database dropped the connection (%s); running it again", what, first_line(error)
     )
+    check_every_checkout()
 
 
 class OnPool(Protocol):

@@ -6,6 +6,7 @@ PostgreSQL. Contradictory settings are an error rather than a silent choice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,6 +47,11 @@ class DatabaseTarget:
     location: str
     embedded: EmbeddedPostgres | None = field(default=None, repr=False)
     lakebase: LakebaseConnector | None = field(default=None, repr=False)
+    # The latest login diagnosis of a pool timeout (when it started, its outcome), which
+    # requests failing meanwhile share (`server.errors`).
+    diagnosis: tuple[float, asyncio.Future[BaseException | None]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     async def login_conninfo(self) -> str:
         """Conninfo for one connection made now (with a fresh credential on Lakebase)."""

@@ -54,7 +54,8 @@ async def check_authentication(ctx: Context) -> CheckResult:
     except Exception as error:  # refused, unreachable, or timed out: all are this check's
         cause = (
             f"Databricks refused or did not answer `current_user.me` ({type(error).__name__}: "
-            f"{first_line(error)}); configuration used: {describe_config(w.config)}"
+            f"{first_line(error, _plain(error))}); configuration used: "
+            f"{describe_config(w.config)}"
         )
         return failed(AUTHENTICATION, _text(ctx, cause), _auth_fix(w.config, error, settings))
     ctx.identity = me.user_name

@@ -74,10 +74,15 @@ class SyncedPrefix:
     last: uuid.UUID
 
     @classmethod
-    def of(cls, messages: Sequence[BaseMessage]) -> SyncedPrefix | None:
-        if not messages or not messages[0].id or not messages[-1].id:
+    def of(cls, messages: Sequence[BaseMessage], count: int | None = None) -> SyncedPrefix | None:
+        """The first `count` messages (all by default); None if an end has no id."""
+        count = len(messages) if count is None else count
+        if not 0 < count <= len(messages):
             return None
-        return cls(len(messages), message_uuid(messages[0]), message_uuid(messages[-1]))
+        first, last = messages[0], messages[count - 1]
+        if not first.id or not last.id:
+            return None
+        return cls(count, message_uuid(first), message_uuid(last))
 
 
 class ChatMessages:
@@ -116,9 +121,9 @@ class ChatMessages:
     ) -> int:
         """How many leading messages are known to be in the chat (0 when unsure)."""
         known = self._synced.get(key) if key is not None else None
-        if known is None or len(messages) < known.count:
+        if known is None or SyncedPrefix.of(messages, known.count) != known:
             return 0
-        return known.count if SyncedPrefix.of(messages[: known.count]) == known else 0
+        return known.count
 
     def _remember(self, key: tuple[str, datetime], prefix: SyncedPrefix) -> None:
         self._synced[key] = prefix

@@ -162,7 +162,7 @@ async def delete_thread_rows(
     deleters, retention and the saver's maintenance on overlapping threads queue rather than
     deadlock; after that, the `= ANY` scans may visit rows in any order.
     """
-    ids = sorted(set(thread_ids))
+    ids = list(set(thread_ids))  # the lock statement orders them
     if not ids:
         return DeletionCounts()
     async with conn.cursor(row_factory=dict_row) as cur:

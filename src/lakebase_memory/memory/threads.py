@@ -99,8 +99,8 @@ def chat_id_for(thread_id: str) -> uuid.UUID:
     return uuid_for(thread_id, _DERIVED_ID_NAMESPACE)
 
 
-# Every turn maps every message of its thread again (the "Message" sync): 3.5 us per id
-# uncached, which is 2 ms at 300 turns. UUIDs are immutable, so sharing them is safe.
+# A full "Message" sync (after a restart, or a fork's every turn) maps every message of its
+# thread: 3.5 us per id uncached, 2 ms at 300 turns. UUIDs are immutable: sharing is safe.
 @functools.lru_cache(maxsize=65536)
 def uuid_for(raw: str, namespace: uuid.UUID) -> uuid.UUID:
     """`raw` itself when it is a UUID in canonical spelling, else a UUID derived from it.

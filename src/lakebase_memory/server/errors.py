@@ -86,16 +86,14 @@ async def api_error_for(error: BaseException, target: DatabaseTarget | None) -> 
 # A pool that times out under load would otherwise get one more login per failed request:
 # one diagnosis at a time per target, its answer reused for this long.
 DIAGNOSIS_SECONDS = 30.0
-_diagnoses: dict[int, tuple[float, asyncio.Future[BaseException | None]]] = {}
 
 
 async def _login_diagnosis(target: DatabaseTarget) -> BaseException | None:
     """Why a login fails now, or None when it works (the pool is merely busy)."""
     now = time.monotonic()
-    recent = _diagnoses.get(id(target))
+    recent = target.diagnosis
     if recent is None or now - recent[0] > DIAGNOSIS_SECONDS:
-        recent = (now, asyncio.ensure_future(_try_login(target)))
-        _diagnoses[id(target)] = recent
+        recent = target.diagnosis = (now, asyncio.ensure_future(_try_login(target)))
     return await asyncio.shield(recent[1])
 
 

@@ -33,7 +33,6 @@ class AppRuntime:
     graph: CompiledStateGraph
     threads: ThreadCatalogue
     messages: ChatMessages
-    model_name: str
     model: BaseChatModel
     owns_model: bool  # built here (closed at shutdown), not handed in by the caller
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
@@ -66,7 +65,6 @@ class AppRuntime:
                 messages=ChatMessages(pool),
                 model=model,
                 owns_model=owns_model,
-                model_name=getattr(model, "_llm_type", type(model).__name__),
             )
         except BaseException:
             try:
@@ -83,6 +81,10 @@ class AppRuntime:
         )  # fmt: skip
         runtime.retention = RetentionTask.start(pool, settings)
         return runtime
+
+    @property
+    def model_name(self) -> str:
+        return str(getattr(self.model, "_llm_type", type(self.model).__name__))
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `work` in a task the runtime keeps (and waits for at shutdown), not the

@@ -35,7 +35,8 @@ class ThreadLog:
 
     generation: uuid.UUID
     by_seq: dict[int, BaseMessage] = field(default_factory=dict)
-    copiers: dict[int, MessageCopier] = field(default_factory=dict)  # reads hand out copies
+    # Reads hand out copies: each entry's copier is made at its first copy, then kept.
+    copiers: dict[int, MessageCopier] = field(default_factory=dict)
     by_key: dict[MessageKey, int] = field(default_factory=dict)
     # The thread's next sequence number as last seen: a writer's one-statement fast path
     # expects it (the statement checks it, so a stale value only costs a retry).
@@ -44,11 +45,18 @@ class ThreadLog:
     def add(self, entries: Mapping[int, BaseMessage]) -> None:
         for seq, message in entries.items():
             self.by_seq[seq] = message
-            self.copiers[seq] = MessageCopier(message)
+            self.copiers.pop(seq, None)
             key = message_key(message)
             # The newest entry of a message id is the one a new checkpoint most likely repeats.
             if key is not None and seq >= self.by_key.get(key, -1):
                 self.by_key[key] = seq
+
+    def copy(self, seq: int) -> BaseMessage:
+        """A copy of entry `seq`, as independent as a freshly decoded message."""
+        copier = self.copiers.get(seq)
+        if copier is None:
+            copier = self.copiers[seq] = MessageCopier(self.by_seq[seq])
+        return copier()
 
 
 class MessageCache:

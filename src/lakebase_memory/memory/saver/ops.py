@@ -302,13 +302,13 @@ class BaseLinearSaver(BaseCheckpointSaver[str]):
                 row, lambda seq: m if (m := messages[seq]).id is not None else copy_message(m)
             )
         # Copies: a caller editing a message must not change the cached snapshot. Entries of
-        # one generation never change, so the cache's copier of a number copies this entry.
+        # one generation never change, so the cache's copy of a number is this entry's.
         log = self.cache.get(thread_id, row["generation"])
-        copiers = log.copiers if log is not None else {}
 
         def copy(seq: int) -> BaseMessage:
-            copier = copiers.get(seq)
-            return copier() if copier is not None else copy_message(messages[seq])
+            if log is not None and seq in log.by_seq:
+                return log.copy(seq)
+            return copy_message(messages[seq])
 
         return self._tuple_of(row, copy)
 
