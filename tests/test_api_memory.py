@@ -16,7 +16,11 @@ from conftest import LiveServer, answer_text, make_settings, say, sse_events
 def test_second_request_sees_the_first(client: httpx.Client) -> None:
     say(client, "My name is Ada.", "t-memory")
     reply = say(client, "What is my name?", "t-memory")
-    assert reply["custom_outputs"] == {"thread_id": "t-memory"}
+    assert reply["custom_outputs"]["thread_id"] == "t-memory"
+    # What the answer was made from: the whole (short) thread, nothing summarized.
+    context = reply["custom_outputs"]["context"]
+    assert context["messages_sent"] == 3 and context["messages_left_out"] == 0
+    assert context["summarized"] is False and context["tokens_sent"] > 0
     assert 'the first was: "My name is Ada."' in answer_text(reply)
     assert "You have sent 2 messages" in answer_text(reply)
 

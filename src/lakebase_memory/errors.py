@@ -32,3 +32,7 @@ class ModelError(LakebaseMemoryError):
 
 class SchemaSetupError(LakebaseMemoryError):
     """The app's tables could not be created or upgraded."""
+
+
+class ModelUnavailableError(ModelError):
+    """The model cannot answer now (its process died or is restarting): retry later."""

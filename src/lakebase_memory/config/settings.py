@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Later files win in pydantic-settings, so `.env.local` overrides `.env`.
@@ -21,6 +21,14 @@ class ModelBackend(StrEnum):
     OPENAI = "openai"
     DATABRICKS = "databricks"
     ECHO = "echo"
+
+
+class ContextPolicy(StrEnum):
+    """What the model is sent of a thread longer than its window (`agent.context`)."""
+
+    SUMMARIZE = "summarize"  # the newest messages and a running summary of the rest
+    TRIM = "trim"  # the newest messages only
+    OFF = "off"  # the whole thread, always
 
 
 class Settings(BaseSettings):
@@ -53,7 +61,19 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(
         None, description="GGUF file for the local backend (default: the bundled SmolLM2)."
     )
+    local_model_threads: int | None = Field(
+        None, ge=1, description="CPU threads of the local model's process (default: all)."
+    )
     max_output_tokens: int = Field(512, ge=1, description="Upper bound on tokens per answer.")
+    model_context_tokens: int | None = Field(
+        None,
+        ge=256,
+        description="The model's context window (default: 4096 local, 128000 otherwise).",
+    )
+    model_context_policy: ContextPolicy = Field(
+        ContextPolicy.SUMMARIZE,
+        description="A thread longer than the window: summarize | trim | off.",
+    )
 
     # --- database --------------------------------------------------------------------------
     database_url: str | None = Field(None, description="PostgreSQL connection URL.")
@@ -153,6 +173,16 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _window_holds_an_answer(self) -> Settings:
+        tokens = self.model_context_tokens
+        if tokens is not None and self.max_output_tokens > tokens // 2:
+            raise ValueError(
+                f"MAX_OUTPUT_TOKENS ({self.max_output_tokens}) must be at most half of "
+                f"MODEL_CONTEXT_TOKENS ({tokens}): the rest holds the conversation."
+            )
+        return self
 
     @property
     def on_databricks_app(self) -> bool:

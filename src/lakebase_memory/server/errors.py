@@ -24,6 +24,7 @@ from lakebase_memory.errors import (
     DatabaseUnavailableError,
     LakebaseMemoryError,
     ModelError,
+    ModelUnavailableError,
     first_line,
 )
 from lakebase_memory.memory.chat_messages import MessageNotFoundError
@@ -135,6 +136,8 @@ def _api_error_for(error: BaseException, target: DatabaseTarget | None) -> ApiEr
             target.explain(error) if target else f"The memory database is not available: {error}"
         )
         return ApiError(503, "database_unavailable", message)
+    if isinstance(error, ModelUnavailableError):
+        return ApiError(503, "model_unavailable", str(error))
     if isinstance(error, ModelError):
         return ApiError(502, "model_error", str(error))
     if isinstance(error, ConfigurationError):

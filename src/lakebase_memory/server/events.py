@@ -4,6 +4,10 @@ created > in_progress > per message: output_item.added > content_part.added >
 output_text.delta... > output_text.done > content_part.done > output_item.done >
 completed (with custom_outputs.thread_id). Every event carries a sequence_number.
 
+`custom_outputs.context`, when the model's window is managed (MODEL_CONTEXT_POLICY is not
+`off`), says what the answer was made from: `tokens_sent`, `messages_sent`,
+`messages_left_out` and whether a summary of those was sent (`summarized`).
+
 A finished assistant message item carries one field beyond the Responses shape, `message_id`:
 its id in the thread API (`GET /api/threads/{id}` messages' `id`, the `{message_id}` of the
 vote endpoint), so a client can vote on an answer without reading the thread back.
@@ -33,6 +37,7 @@ class ResponseEvents:
         self._sequence = 0
         self._open_item: str | None = None  # id of the message being streamed
         self._open_text: list[str] = []
+        self._context: dict[str, Any] | None = None  # what the answer was made from
 
     # --- the response envelope ------------------------------------------------------------
 
@@ -43,8 +48,14 @@ class ResponseEvents:
             "created_at": self.created_at,
             "status": status,
             "output": list(self.output),
-            "custom_outputs": {"thread_id": self.thread_id},
+            "custom_outputs": self.custom_outputs(),
         }
+
+    def custom_outputs(self) -> dict[str, Any]:
+        outputs: dict[str, Any] = {"thread_id": self.thread_id}
+        if self._context is not None:
+            outputs["context"] = self._context
+        return outputs
 
     def started(self) -> list[Event]:
         return [
@@ -57,7 +68,7 @@ class ResponseEvents:
             self._event(
                 "response.completed",
                 response=self.response("completed"),
-                custom_outputs={"thread_id": self.thread_id},
+                custom_outputs=self.custom_outputs(),
             )
         ]
 
@@ -79,6 +90,8 @@ class ResponseEvents:
     def final_message(self, message: BaseMessage) -> list[Event]:
         """A message the agent finished: close its streamed item, or emit it whole."""
         events: list[Event] = []
+        if isinstance(message, AIMessage) and "context" in message.response_metadata:
+            self._context = message.response_metadata["context"]
         items = output_items(message)
         for item in items:
             if item["type"] == "message":

@@ -11,7 +11,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
 
-from lakebase_memory.agent import build_graph, build_model, close_model
+from lakebase_memory.agent import build_graph, close_model
+from lakebase_memory.agent.context import ContextWindow, TokenCounter
+from lakebase_memory.agent.models import open_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
@@ -35,6 +37,8 @@ class AppRuntime:
     messages: ChatMessages
     model: BaseChatModel
     owns_model: bool  # built here (closed at shutdown), not handed in by the caller
+    window: ContextWindow  # the model's context window and what to do beyond it
+    tokens: TokenCounter  # counts the model's tokens (its own tokenizer where it has one)
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
     # Turns that outlive their request (the client went away) and lease releases: finished
     # before the pool closes.
@@ -51,8 +55,8 @@ class AppRuntime:
             for line in created:
                 logger.info("created %s", line)
             pool = await open_pool(target, settings, search_path=settings.checkpoint_schema)
-            if model is None:
-                model = await asyncio.to_thread(build_model, settings)
+            opened = await open_model(settings, model)
+            model = opened.chat
             checkpointer = make_checkpointer(pool)
             runtime = cls(
                 settings=settings,
@@ -60,11 +64,15 @@ class AppRuntime:
                 server_version=version,
                 pool=pool,
                 checkpointer=checkpointer,
-                graph=build_graph(model, settings.system_prompt, checkpointer),
+                graph=build_graph(
+                    model, settings.system_prompt, checkpointer, opened.window, opened.tokens
+                ),
                 threads=ThreadCatalogue(pool, settings.checkpoint_schema),
                 messages=ChatMessages(pool),
                 model=model,
                 owns_model=owns_model,
+                window=opened.window,
+                tokens=opened.tokens,
             )
         except BaseException:
             try:

@@ -26,6 +26,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 
+from lakebase_memory.agent.context import EstimatedTokens, message_tokens
+from lakebase_memory.agent.graph import AGENT_NODE
 from lakebase_memory.memory.history import message_text, new_messages
 from lakebase_memory.memory.saver.ops import read_only, with_turn
 from lakebase_memory.server.errors import ApiError
@@ -49,6 +51,7 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     """Everything that can fail with a clean status, before a stream starts."""
     thread_id = request.thread_id()
     incoming = request.messages()
+    await _check_each_fits(runtime, incoming)  # before anything is stored
     first_user_text = next((message_text(m) for m in incoming if isinstance(m, HumanMessage)), "")
     chat = await runtime.threads.claim(thread_id, user, first_user_text)
     # ThreadBusyError (another turn runs) answers 409 thread_busy, as every error is mapped.
@@ -62,6 +65,26 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
         # Also when the request is cancelled (client gone): the release must still happen.
         await asyncio.shield(runtime.spawn(runtime.checkpointer.arelease_turn(thread_id, turn_id)))
         raise
+
+
+async def _check_each_fits(runtime: AppRuntime, incoming: list[BaseMessage]) -> None:
+    """413 for a message the model could never be sent: alone it outgrows the window."""
+    window = runtime.window
+    limit = window.room(await runtime.tokens.count(runtime.settings.system_prompt))
+    for message in incoming:
+        size = await message_tokens(runtime.tokens, message)
+        if size > limit:
+            estimated = isinstance(runtime.tokens, EstimatedTokens)
+            raise ApiError(
+                413,
+                "message_too_long",
+                f"A {message.type} message of {size} tokens{' (estimated)' if estimated else ''}"
+                f" does not fit the model's context window of {window.tokens} tokens, where one"
+                f" message may take at most {limit} (the rest holds the system prompt, the "
+                "summary and the answer). Shorten or split it; if the model's window is larger,"
+                " set MODEL_CONTEXT_TOKENS.",
+                details={"tokens": size, "limit": limit, "context_tokens": window.tokens},
+            )
 
 
 async def _new_input(
@@ -143,7 +166,9 @@ async def _run_agent(
             durability="exit",
         ):
             if mode == "messages":
-                chunk, _metadata = payload
+                chunk, metadata = payload
+                if metadata.get("langgraph_node") != AGENT_NODE:
+                    continue  # the summary's own model call: not the answer
                 if isinstance(chunk, AIMessageChunk) and message_text(chunk):
                     for event in events.text_delta(chunk.id, message_text(chunk)):
                         yield event

