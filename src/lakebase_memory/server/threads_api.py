@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from pydantic import BaseModel, Field, field_validator
 
+from lakebase_memory.agent.context import ContextState
 from lakebase_memory.memory import ROLES, message_text, message_uuid
 from lakebase_memory.memory.lifecycle import ThreadStore
 from lakebase_memory.server.errors import ApiError
@@ -92,7 +93,14 @@ async def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
     state = await runtime.graph.aget_state({"configurable": {"thread_id": thread_id}})
     messages = state.values.get("messages", []) if state.values else []
     votes = await runtime.messages.votes(thread_id)
-    return {**summary.to_json(), "messages": [_message_json(m, votes) for m in messages]}
+    # What the model is no longer sent of this thread, and the summary it gets instead.
+    context = ContextState.load(state.values.get("context") if state.values else None)
+    return {
+        **summary.to_json(),
+        "messages": [_message_json(m, votes) for m in messages],
+        "context": {"messages_left_out": context.left_out, "notes": context.notes,
+                    "facts": list(context.facts)},  # fmt: skip
+    }
 
 
 @router.patch("/{thread_id:path}", summary="Rename a thread")

