@@ -242,7 +242,8 @@ def test_start_app_stops_with_one_line_when_the_model_cannot_load(
     assert len(errors) == 1, output
     assert "The local model's process exited with status" in errors[0]
     assert "while loading the model" in errors[0] and "MODEL_BACKEND=" in errors[0]
-    assert "is ready at" not in output and "Traceback" not in output
+    assert "is ready at http" not in output
+    assert not [line for line in output.splitlines() if line.startswith("Traceback")], output
 
 
 def test_the_local_model_benchmark_runs(local_engine: None) -> None:

@@ -283,7 +283,7 @@ class LocalModelProcess:
             line = raw.decode(errors="replace").rstrip()
             if line:
                 self._output.append(line)
-                logger.info("local model: %s", line)
+                logger.debug("local model: %s", line)
 
     async def _watch(self) -> None:
         """Restart the process whenever it ends, backing off when it keeps crashing."""
