@@ -29,6 +29,12 @@ from lakebase_memory.server import create_app
 pytest_plugins = ["lakebase_fixtures", "saver_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# Words of the long messages of the context-window tests (plain English, ~1.3 tokens each).
+DIARY_WORDS = [
+    "garden", "river", "window", "morning", "table", "letter", "bridge", "forest", "candle",
+    "music", "winter", "ocean", "market", "journey", "lantern", "meadow", "harbor", "village",
+    "mountain", "quiet", "evening",
+]  # fmt: skip
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -11,21 +11,22 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import ValidationError
 
-from conftest import LiveServer, make_settings, say, sse_events
-from lakebase_memory.agent.context import ContextWindow, EstimatedTokens, new_start
+from conftest import DIARY_WORDS, LiveServer, make_settings, say, sse_events
+from lakebase_memory.agent import build_graph
+from lakebase_memory.agent.context import ContextPlanner, ContextWindow, EstimatedTokens, new_start
 from lakebase_memory.agent.context.summary import SUMMARY_HEADING, UPDATE_NOTES, stated_facts
 from lakebase_memory.agent.context.tokens import message_tokens
 from lakebase_memory.agent.models.echo import EchoChatModel
 from lakebase_memory.config import ContextPolicy
+from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 
 SYSTEM = "You are a test assistant."
 FACT = "My name is Ada Lovelace and my locker code is 4471."
-WORDS = "garden river window morning table letter bridge forest candle music winter ocean".split()
 
 
 def filler(seed: int, words: int = 60) -> str:
     rng = random.Random(seed)
-    return " ".join(rng.choice(WORDS) for _ in range(words)) + "."
+    return " ".join(rng.choice(DIARY_WORDS) for _ in range(words)) + "."
 
 
 def small_window(database: str, policy: str, tokens: int = 1024):
@@ -190,7 +191,7 @@ def test_a_message_that_cannot_fit_is_a_413_before_anything_is_stored(
         assert error["details"]["tokens"] > error["details"]["limit"]
     assert missing.status_code == 404
     assert listed == []
-    assert [m["content"] for m in kept][0] == "short and fine" and len(kept) == 2
+    assert kept[0]["content"] == "short and fine" and len(kept) == 2
     assert len(echo.received) == 1  # only the short message reached the model
 
 
@@ -233,3 +234,50 @@ def test_stated_facts_are_the_sentences_with_specifics() -> None:
         "The code is 4471!",
         'She said "bring the map".',
     ]
+
+
+async def test_the_next_move_is_prepared_after_a_turn_and_used_by_the_next(
+    saver: AsyncLinearPostgresSaver,
+) -> None:
+    """With prepare_ahead (the local model's), the summary and the model's reading of the new
+    prompt happen after the turn that filled the window, so the next turn only adds its
+    message; a next message too long for the prepared move makes the turn move by itself."""
+    echo = EchoChatModel()
+    window = ContextWindow(1024, 64, ContextPolicy.SUMMARIZE)
+    planner = ContextPlanner(echo, EstimatedTokens(), window, SYSTEM, prepare_ahead=True)
+    graph = build_graph(echo, SYSTEM, saver, planner=planner)
+    config = {"configurable": {"thread_id": "ahead"}}
+
+    async def turn(text: str) -> tuple[dict, list, list]:
+        """The turn's final state, the prompts the model had before it (oldest first) and
+        those it was sent in it until its answer (the answer's last)."""
+        await planner.settle()
+        before = echo.received
+        state = await graph.ainvoke({"messages": [HumanMessage(text)]}, config)
+        new = echo.received[len(before) :]
+        answer = next(i for i, p in enumerate(new) if p[-1] == ("human", text))
+        return state, before, new[: answer + 1]
+
+    prepared_moves, left_out = 0, 0
+    for number in range(1, 16):
+        text = f"{FACT} {filler(number)}" if number == 1 else filler(number)
+        state, before, sent = await turn(text)
+        context = state.get("context", {})
+        moved = context.get("left_out", 0) > left_out
+        left_out = context.get("left_out", 0)
+        if moved and len(sent) == 1:  # no summary call in the turn: the move was prepared
+            prepared_moves += 1
+            assert before[-2][-1] == ("human", UPDATE_NOTES)
+            assert before[-1] == sent[-1][:-1]  # the model had read all but the new message
+        # Whatever the way, the prompt fits and the first fact is in its summary.
+        assert sum(len(t.encode()) // 3 + 8 for _, t in sent[-1]) <= window.prompt_budget
+        if left_out:
+            assert FACT in context["facts"]
+            assert FACT in sent[-1][0][1]
+    assert prepared_moves >= 2
+
+    # A message much longer than the last one: the prepared move leaves too little room.
+    state, _, sent = await turn(filler(99, words=250))
+    assert len(sent) == 2 and sent[0][-1] == ("human", UPDATE_NOTES)
+    assert state["context"]["left_out"] > left_out
+    await planner.close()

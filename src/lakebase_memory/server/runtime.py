@@ -12,7 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
 
 from lakebase_memory.agent import build_graph, close_model
-from lakebase_memory.agent.context import ContextWindow, TokenCounter
+from lakebase_memory.agent.context import ContextPlanner, ContextWindow, TokenCounter
 from lakebase_memory.agent.models import open_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
@@ -39,6 +39,7 @@ class AppRuntime:
     owns_model: bool  # built here (closed at shutdown), not handed in by the caller
     window: ContextWindow  # the model's context window and what to do beyond it
     tokens: TokenCounter  # counts the model's tokens (its own tokenizer where it has one)
+    planner: ContextPlanner  # what of a thread the model is sent
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
     # Turns that outlive their request (the client went away) and lease releases: finished
     # before the pool closes.
@@ -58,21 +59,23 @@ class AppRuntime:
             opened = await open_model(settings, model)
             model = opened.chat
             checkpointer = make_checkpointer(pool)
+            planner = ContextPlanner(
+                model, opened.tokens, opened.window, settings.system_prompt, opened.prepare_ahead
+            )
             runtime = cls(
                 settings=settings,
                 target=target,
                 server_version=version,
                 pool=pool,
                 checkpointer=checkpointer,
-                graph=build_graph(
-                    model, settings.system_prompt, checkpointer, opened.window, opened.tokens
-                ),
+                graph=build_graph(model, settings.system_prompt, checkpointer, planner=planner),
                 threads=ThreadCatalogue(pool, settings.checkpoint_schema),
                 messages=ChatMessages(pool),
                 model=model,
                 owns_model=owns_model,
                 window=opened.window,
                 tokens=opened.tokens,
+                planner=planner,
             )
         except BaseException:
             try:
@@ -113,6 +116,7 @@ class AppRuntime:
                 for task in running:
                     task.cancel()
                 await asyncio.gather(*running, return_exceptions=True)
+            await self.planner.close()
         finally:  # whatever failed above, the connections and the model's clients close
             try:
                 await self.pool.close()

@@ -98,8 +98,11 @@ async def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
     return {
         **summary.to_json(),
         "messages": [_message_json(m, votes) for m in messages],
-        "context": {"messages_left_out": context.left_out, "notes": context.notes,
-                    "facts": list(context.facts)},  # fmt: skip
+        "context": {
+            "messages_left_out": context.left_out,
+            "notes": context.notes,
+            "facts": list(context.facts),
+        },
     }
 
 

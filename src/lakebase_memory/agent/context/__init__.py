@@ -1,5 +1,6 @@
 """What of a thread the model is sent: token counting, the window, the running summary."""
 
+from lakebase_memory.agent.context.planner import ContextPlanner
 from lakebase_memory.agent.context.summary import NO_STREAM, fold_into_summary, with_summary
 from lakebase_memory.agent.context.tokens import (
     CachedTokens,
@@ -17,6 +18,7 @@ from lakebase_memory.agent.context.window import (
 __all__ = [
     "NO_STREAM",
     "CachedTokens",
+    "ContextPlanner",
     "ContextPolicy",
     "ContextState",
     "ContextWindow",

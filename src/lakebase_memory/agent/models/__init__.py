@@ -21,6 +21,9 @@ class OpenModel:
     chat: BaseChatModel
     window: ContextWindow
     tokens: TokenCounter
+    # Make the window's next move after a turn rather than in the next one: for a model on
+    # this machine, whose time is free while the user reads (a remote model's is billed).
+    prepare_ahead: bool = False
 
 
 def context_tokens(settings: Settings) -> int:
@@ -66,7 +69,7 @@ async def open_model(settings: Settings, chat: BaseChatModel | None = None) -> O
         from lakebase_memory.agent.models.local import start_local_model
 
         local = await start_local_model(settings, window.tokens)
-        return OpenModel(local, window, local.tokens)
+        return OpenModel(local, window, local.tokens, prepare_ahead=True)
     if chat is None:
         import asyncio
 
