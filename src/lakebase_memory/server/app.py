@@ -14,9 +14,10 @@ from lakebase_memory import __version__
 from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.server import responses_api, threads_api
 from lakebase_memory.server.errors import api_error_for, error_body, install_error_handlers
+from lakebase_memory.server.headers import SecurityHeaders
 from lakebase_memory.server.limits import BodySizeLimit
 from lakebase_memory.server.runtime import AppRuntime
-from lakebase_memory.ui import mount_ui
+from lakebase_memory.ui import CONTENT_SECURITY_POLICY, UI_PATHS, mount_ui
 
 AGENT_NAME = "lakebase-memory"
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Added last, so outermost: its headers are on every answer, the 413 above included.
+    app.add_middleware(SecurityHeaders, ui_policy=CONTENT_SECURITY_POLICY, ui_paths=UI_PATHS)
     app.include_router(responses_api.router)
     app.include_router(threads_api.router)
     mount_ui(app)

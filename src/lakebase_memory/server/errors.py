@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -81,7 +82,27 @@ async def api_error_for(error: BaseException, target: DatabaseTarget | None) -> 
     """
     if isinstance(error, PoolTimeout) and target is not None:
         error = await _login_diagnosis(target) or error
-    return _api_error_for(error, target)
+    api_error = _api_error_for(error, target)
+    if api_error.code == "database_unavailable":
+        api_error = ApiError(
+            api_error.status, api_error.code, without_address(api_error.message, target)
+        )
+    return api_error
+
+
+# libpq's words for where it tried: a socket path, or a host with its address and port.
+_LIBPQ_WHERE = re.compile(
+    r'connection to server (on socket "[^"]*"|at "[^"]*"( \([^)]*\))?, port \d+) failed: '
+)
+
+
+def without_address(message: str, target: DatabaseTarget | None) -> str:
+    """`message` as a client may read it: no connection string, host or socket path. The
+    server's log has them (with the original error) for whoever runs it."""
+    message = _LIBPQ_WHERE.sub("", message)
+    if target is not None and target.location:
+        message = message.replace(target.location, "the address is in the server's log")
+    return message
 
 
 # A pool that times out under load would otherwise get one more login per failed request:
@@ -174,6 +195,9 @@ def _field_path(loc: tuple[Any, ...]) -> list[str]:
     ]
 
 
+UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         api_error = await api_error_for(error, target_of(request))
@@ -192,9 +216,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
+                 413: "request_too_large"}  # fmt: skip
+        message = str(error.detail)
+        if message == UNPARSABLE_BODY:  # FastAPI's words for a body json.loads gave up on
+            message = (
+                "The request body could not be read as JSON (it is nested too deeply, or is "
+                "not JSON): send a JSON object such as "
+                '{"input": [{"role": "user", "content": "..."}]}.'
+            )
         return JSONResponse(
-            error_body(codes.get(error.status_code, "http_error"), str(error.detail)),
+            error_body(codes.get(error.status_code, "http_error"), message),
             status_code=error.status_code,
             headers=getattr(error, "headers", None),
         )
