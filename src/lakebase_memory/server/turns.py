@@ -63,7 +63,10 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
         return await _new_input(runtime, thread_id, incoming, config, turn_id, chat.created_at)
     except BaseException:
         # Also when the request is cancelled (client gone): the release must still happen.
-        await asyncio.shield(runtime.spawn(runtime.checkpointer.arelease_turn(thread_id, turn_id)))
+        release = runtime.checkpointer.arelease_turn_soon(
+            thread_id, turn_id, lease_seconds=runtime.settings.turn_lease_seconds
+        )
+        await asyncio.shield(runtime.spawn(release))
         raise
 
 

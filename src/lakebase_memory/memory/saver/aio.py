@@ -98,6 +98,9 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         self.conn = conn
         self._conn_lock = asyncio.Lock() if isinstance(conn, AsyncConnection) else None
         self._saving: dict[tuple[str, str, str], asyncio.Event] = {}  # checkpoints in flight
+        # Leases whose release failed (the database was away), retried in the background.
+        self._unreleased: dict[str, str] = {}  # thread id -> turn id
+        self._releasing: set[asyncio.Task[None]] = set()
         self.loop = asyncio.get_running_loop()
 
     @classmethod
@@ -243,6 +246,9 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         Raises:
             ThreadBusyError: another turn holds an unexpired lease on the thread.
         """
+        stale = self._unreleased.get(thread_id)
+        if stale is not None:  # this process's own ended turn: free the thread first
+            await self._release_unreleased(thread_id, stale)
         turn_id = new_turn_id()
         return await self._run(
             lambda _: self._op_acquire_turn(thread_id, user_id, lease_seconds, turn_id)
@@ -256,6 +262,44 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
 
     async def arelease_turn(self, thread_id: str, turn_id: str) -> None:
         await self._run(lambda _: self._op_release_turn(thread_id, turn_id))
+
+    async def arelease_turn_soon(
+        self, thread_id: str, turn_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> None:
+        """Release the lease now, or, if the database cannot be reached (a restart, a
+        crash), as soon as it can: retried in the background until the lease would have
+        ended anyway, so that the thread is free again seconds after the database is back
+        rather than when its lease expires. Never raises."""
+        try:
+            await self.arelease_turn(thread_id, turn_id)
+            return
+        except Exception as error:
+            logger.warning("could not release the turn lease on %s (retrying): %s",
+                           thread_id, error)  # fmt: skip
+        self._unreleased[thread_id] = turn_id
+        task = asyncio.ensure_future(self._release_later(thread_id, turn_id, lease_seconds))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release_later(self, thread_id: str, turn_id: str, lease_seconds: float) -> None:
+        deadline = self.loop.time() + lease_seconds
+        delay = 0.2
+        while self.loop.time() + delay < deadline and thread_id in self._unreleased:
+            await asyncio.sleep(delay)
+            if await self._release_unreleased(thread_id, turn_id):
+                return
+            delay = min(delay * 2, 2.0)
+        if self._unreleased.get(thread_id) == turn_id:
+            del self._unreleased[thread_id]  # expired by now: nothing holds the thread
+
+    async def _release_unreleased(self, thread_id: str, turn_id: str) -> bool:
+        try:
+            await self.arelease_turn(thread_id, turn_id)
+        except Exception:
+            return False
+        if self._unreleased.get(thread_id) == turn_id:
+            del self._unreleased[thread_id]
+        return True
 
     @asynccontextmanager
     async def aturn(
@@ -303,7 +347,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            await self.arelease_turn(thread_id, turn_id)
+            await self.arelease_turn_soon(thread_id, turn_id, lease_seconds=lease_seconds)
 
     # -- the sync interface, from other threads ---------------------------------------------
 

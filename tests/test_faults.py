@@ -1,0 +1,156 @@
+"""Faults under load: the database restarted and killed while 8 clients send turns.
+
+A PostgreSQL of the test's own (so that it can be stopped and killed) serves a live server;
+8 clients, each on its own thread, send turns without pause and retry a message until it is
+answered, as a client should on a 503. Afterwards every thread holds each of its client's
+messages exactly once, in order; every failure meanwhile was a 503 naming the database; and
+the server answered again soon after the database was back, without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from conftest import LiveServer, make_scratch_dir, make_settings
+from lakebase_memory.database.embedded import EmbeddedPostgres
+
+pytestmark = pytest.mark.slow
+CLIENTS = 8
+RECOVERY_SECONDS = 5.0
+OUTAGE_SECONDS = 5.0
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    path = make_scratch_dir()
+    server = EmbeddedPostgres(path / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+def postmaster_pid(server: EmbeddedPostgres) -> int:
+    return int((server.pgdata / "postmaster.pid").read_text().split()[0])
+
+
+def kill_postmaster(server: EmbeddedPostgres) -> None:
+    """SIGKILL the postmaster, then wait for its backends to notice and go."""
+    pid = postmaster_pid(server)
+    children = psutil.Process(pid).children()
+    os.kill(pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(pid), *children], timeout=30)
+
+
+def start_again(server: EmbeddedPostgres) -> None:
+    server._start_server()  # crash recovery after a kill
+
+
+@dataclass
+class Client:
+    """Sends turns on its thread until stopped; retries a message until it is stored."""
+
+    server: LiveServer
+    thread_id: str
+    acknowledged: list[str] = field(default_factory=list)
+    failures: list[tuple[float, int, str, str]] = field(default_factory=list)
+    slowest_failure: float = 0.0
+    answered_at: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        number = 0
+        with self.server.client(timeout=30) as http:
+            while not self.stop.is_set():
+                text = f"{self.thread_id} message {number}"
+                body = {"input": text, "custom_inputs": {"thread_id": self.thread_id}}
+                began = time.monotonic()
+                try:
+                    response = http.post("/invocations", json=body)
+                except httpx.HTTPError as error:  # a hang past the timeout, a reset
+                    self.failures.append((time.monotonic(), 0, type(error).__name__, ""))
+                    continue
+                code = response.json().get("error", {}).get("code", "") if response.content else ""
+                if response.status_code == 200 or code == "nothing_new":
+                    # nothing_new: an earlier try was stored, its answer lost on the way.
+                    self.acknowledged.append(text)
+                    self.answered_at.append(time.monotonic())
+                    number += 1
+                else:
+                    self.slowest_failure = max(self.slowest_failure, time.monotonic() - began)
+                    self.failures.append(
+                        (time.monotonic(), response.status_code, code, response.text[:300])
+                    )
+                    time.sleep(0.05)
+
+
+def run_clients(server: LiveServer) -> tuple[list[Client], list[threading.Thread]]:
+    clients = [Client(server, f"load-{i}") for i in range(CLIENTS)]
+    threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
+    for thread in threads:
+        thread.start()
+    return clients, threads
+
+
+def first_answer_after(clients: list[Client], moment: float) -> float:
+    times = [t for c in clients for t in c.answered_at if t > moment]
+    assert times, "no turn was answered after the database came back"
+    return min(times) - moment
+
+
+def test_the_database_restarted_and_killed_under_load(
+    own_postgres: EmbeddedPostgres, serve: Callable[..., LiveServer]
+) -> None:
+    conninfo = own_postgres.conninfo(Path(own_postgres._running_socket_dir() or ""))
+    server = serve(make_settings(conninfo, db_pool_timeout=3.0))
+    clients, threads = run_clients(server)
+    time.sleep(3)
+
+    # Each outage outlasts the pool's timeout (3 s): the turns meanwhile fail, not just wait.
+    own_postgres._pg_ctl("stop", "-m", "fast", "-w")  # a restart, as an operator does it
+    time.sleep(OUTAGE_SECONDS)
+    start_again(own_postgres)
+    back_after_restart = time.monotonic()
+    time.sleep(6)
+
+    kill_postmaster(own_postgres)  # a crash
+    time.sleep(OUTAGE_SECONDS)
+    start_again(own_postgres)
+    back_after_crash = time.monotonic()
+    time.sleep(6)
+
+    for client in clients:
+        client.stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # Every failure was a clear 503 naming the database: no 500, no hang, no traceback.
+    failures = [f for c in clients for f in c.failures]
+    assert failures, "the outages were not noticed"
+    for _, status, code, text in failures:
+        assert (status, code) == (503, "database_unavailable"), (status, code, text)
+        assert "database" in text and "Traceback" not in text
+    # Each failed within the pool's timeout and one diagnosing login (3 s + 3 s), not a hang.
+    assert max(c.slowest_failure for c in clients) < 8.0
+    # Served again within seconds of each return, without a restart of the server.
+    assert first_answer_after(clients, back_after_restart) < RECOVERY_SECONDS
+    assert first_answer_after(clients, back_after_crash) < RECOVERY_SECONDS
+
+    # Every acknowledged turn is in its thread exactly once, in order, with its answer.
+    with server.client() as http:
+        for client in clients:
+            assert len(client.acknowledged) > 10
+            thread = http.get(f"/api/threads/{client.thread_id}").json()
+            users = [m["content"] for m in thread["messages"] if m["role"] == "user"]
+            assert users == client.acknowledged
+            roles = [m["role"] for m in thread["messages"]]
+            assert roles == ["user", "assistant"] * len(client.acknowledged)
