@@ -85,6 +85,16 @@ class EmbeddedPostgres:
                 self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
                 logger.info("embedded PostgreSQL stopped")
 
+    def ensure_running(self) -> Path | None:
+        """Start the server again if it is gone (killed, crashed, stopped by hand); return
+        the new socket folder when it was started, None when it was running."""
+        with self._lock:
+            if self._running_socket_dir() is not None:
+                return None
+            logger.warning("embedded PostgreSQL in %s is not running; starting it again",
+                           self.pgdata)  # fmt: skip
+            return self._start_server()
+
     @staticmethod
     def conninfo(socket_dir: Path) -> str:
         return make_conninfo(host=str(socket_dir), port=PORT, user=SUPERUSER, dbname=DATABASE)

@@ -6,16 +6,19 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
+from psycopg.conninfo import conninfo_to_dict
 
 from lakebase_memory.agent import build_graph, close_model
 from lakebase_memory.agent.context import ContextPlanner, ContextWindow, TokenCounter
 from lakebase_memory.agent.models import open_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
+from lakebase_memory.database.watch import EmbeddedWatch
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
 from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 from lakebase_memory.schema import ensure_schema
@@ -41,6 +44,7 @@ class AppRuntime:
     tokens: TokenCounter  # counts the model's tokens (its own tokenizer where it has one)
     planner: ContextPlanner  # what of a thread the model is sent
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
+    watch: EmbeddedWatch | None = None  # starts the embedded PostgreSQL again if it dies
     # Turns that outlive their request (the client went away) and lease releases: finished
     # before the pool closes.
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -91,6 +95,9 @@ class AppRuntime:
             target.kind.value, version.split()[0], target.location,
         )  # fmt: skip
         runtime.retention = RetentionTask.start(pool, settings)
+        if target.embedded is not None:
+            socket_dir = Path(conninfo_to_dict(target.conninfo)["host"])
+            runtime.watch = EmbeddedWatch.start(target.embedded, socket_dir)
         return runtime
 
     @property
@@ -107,6 +114,8 @@ class AppRuntime:
 
     async def close(self) -> None:
         try:
+            if self.watch is not None:
+                await self.watch.stop()
             if self.retention is not None:
                 await self.retention.stop()
             if self.background:
