@@ -194,3 +194,45 @@ def test_a_port_in_use_stops_start_app_and_its_database(scratch_dir: Path) -> No
     assert result.returncode != 0
     assert "address already in use" in (result.stdout + result.stderr).lower()
     assert postmaster(data) is None  # the embedded database it started was stopped again
+
+
+def test_killed_mid_answer_leaves_no_half_turn_and_the_retry_answers_once(
+    scratch_dir: Path,
+) -> None:
+    """SIGKILL of the app during a streamed answer: after a restart the thread holds only
+    whole turns, it is free again within TURN_LEASE_SECONDS, and the client's retry of the
+    same message is answered once."""
+    data = scratch_dir / "data"
+    env = {"ECHO_DELAY_SECONDS": "0.05", "TURN_LEASE_SECONDS": "4"}
+    app = App(scratch_dir, data, **env).wait_ready()
+    with app.client() as client:
+        say(client, "the first message", "killed")
+        body = {"input": "the second message", "stream": True,
+                "custom_inputs": {"thread_id": "killed"}}  # fmt: skip
+        with client.stream("POST", "/invocations", json=body) as stream:
+            for line in stream.iter_lines():
+                if "response.output_text.delta" in line:
+                    app.kill()  # mid-answer: a word has gone out, the rest has not
+                    break
+    restarted = App(scratch_dir, data, **env).wait_ready()
+    try:
+        with restarted.client() as client:
+            messages = client.get("/api/threads/killed").json()["messages"]
+            assert [m["content"] for m in messages][:1] == ["the first message"]
+            assert len(messages) in (2, 3)  # whole turns; at most the unanswered message
+            began = time.monotonic()
+            while True:  # as a client retries: 409 until the dead turn's lease ends
+                retry = client.post("/invocations", json={**body, "stream": False})
+                if retry.status_code != 409:
+                    break
+                assert retry.json()["error"]["code"] == "thread_busy"
+                assert time.monotonic() - began < 4 + 2
+                time.sleep(0.25)
+            assert retry.status_code == 200, retry.text
+            messages = client.get("/api/threads/killed").json()["messages"]
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        assert users == ["the first message", "the second message"]
+        assert [m["role"] for m in messages] == ["user", "assistant"] * 2
+        assert "the second message" in answer_text(retry.json())
+    finally:
+        assert restarted.interrupt() == 0

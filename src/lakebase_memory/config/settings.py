@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         None, ge=1, description="CPU threads of the local model's process (default: all)."
     )
     max_output_tokens: int = Field(512, ge=1, description="Upper bound on tokens per answer.")
+    echo_delay_seconds: float = Field(
+        0.0, ge=0, le=10, description="Echo back-end: pause before each streamed word."
+    )
     model_context_tokens: int | None = Field(
         None,
         ge=256,

@@ -50,7 +50,7 @@ def build_model(settings: Settings) -> BaseChatModel:
     if settings.model_backend is ModelBackend.ECHO:
         from lakebase_memory.agent.models.echo import EchoChatModel
 
-        return EchoChatModel()
+        return EchoChatModel(delay_seconds=settings.echo_delay_seconds)
     if settings.model_backend is ModelBackend.OPENAI:
         from lakebase_memory.agent.models.remote import openai_model
 

@@ -9,6 +9,7 @@ Used by the tests and the benchmarks; selected with MODEL_BACKEND=echo.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -41,6 +42,8 @@ Prompt = list[tuple[str, str]]
 class EchoChatModel(BaseChatModel):
     """Streams its reply word by word, like a real model."""
 
+    # A pause before each streamed word, to watch a stream (or to stop a server mid-answer).
+    delay_seconds: float = 0.0
     _received: deque[Prompt] = PrivateAttr(default_factory=lambda: deque(maxlen=100))
 
     @property
@@ -86,6 +89,8 @@ class EchoChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         for piece in _pieces(self._reply(messages)):
+            if self.delay_seconds:
+                await asyncio.sleep(self.delay_seconds)
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
