@@ -19,10 +19,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from conftest import LiveServer, make_scratch_dir, make_settings
+from lakebase_memory.agent.models.echo import EchoChatModel
 from lakebase_memory.database.embedded import EmbeddedPostgres
+from saver_fixtures import CHECKPOINT_TABLES
 
 pytestmark = pytest.mark.slow
 CLIENTS = 8
@@ -184,3 +187,93 @@ def assert_every_acknowledged_turn_stored_once(server: LiveServer, clients: list
             assert users == client.acknowledged
             roles = [m["role"] for m in thread["messages"]]
             assert roles == ["user", "assistant"] * len(client.acknowledged)
+
+
+# -- deleted while writing, erased while listing -------------------------------------------
+
+
+def rows_left(database: str, thread_ids: list[str], chat_ids: list[str]) -> dict[str, int]:
+    """Rows of these threads in every table the project creates (by SQL)."""
+    by_thread = [*CHECKPOINT_TABLES, 'ai_chatbot."Chat"']
+    counts: dict[str, int] = {}
+    with psycopg.connect(database) as conn:
+        for table in by_thread:
+            column = '"threadId"' if table.endswith('"Chat"') else "thread_id"
+            query = f"SELECT count(*) FROM {table} WHERE {column} = ANY(%s)"
+            counts[table] = conn.execute(query, (thread_ids,)).fetchone()[0]
+        for table in ('ai_chatbot."Message"', 'ai_chatbot."Vote"'):
+            query = f'SELECT count(*) FROM {table} WHERE "chatId"::text = ANY(%s)'
+            counts[table] = conn.execute(query, (chat_ids,)).fetchone()[0]
+    return counts
+
+
+def test_erased_while_answering_and_listing_nothing_comes_back(
+    database: str, serve: Callable[..., LiveServer]
+) -> None:
+    settings = make_settings(database, trust_forwarded_identity=True)
+    server = serve(settings, model=EchoChatModel(delay_seconds=0.1))
+    ada = {"X-Forwarded-Email": "ada@example.com"}
+    ids = [f"ada-{n}" for n in range(12)]
+    with server.client(headers=ada) as client:
+        for thread_id in ids:
+            client.post(
+                "/invocations", json={"input": "hi", "custom_inputs": {"thread_id": thread_id}}
+            )
+        answer = client.get(f"/api/threads/{ids[0]}").json()["messages"][1]["id"]
+        client.put(f"/api/threads/{ids[0]}/messages/{answer}/vote", json={"up": True})
+    with psycopg.connect(database) as conn:
+        chat_of = dict(conn.execute(
+            'SELECT "threadId", id::text FROM ai_chatbot."Chat" WHERE "threadId" = ANY(%s)',
+            (ids,)).fetchall())  # fmt: skip
+    chats = list(chat_of.values())
+    assert len(chats) == len(ids) and rows_left(database, ids, chats)['ai_chatbot."Vote"'] == 1
+
+    stop = threading.Event()
+    outcomes: dict[str, list[int]] = {"turns": [], "pages": []}
+
+    def answering() -> None:  # turns on the old threads, each ~3 s of streaming
+        with server.client(headers=ada, timeout=60) as http:
+            for thread_id in ids[:4]:
+                body = {"input": "more", "custom_inputs": {"thread_id": thread_id}}
+                outcomes["turns"].append(http.post("/invocations", json=body).status_code)
+
+    def listing() -> None:  # pages through the list again and again
+        with server.client(headers=ada) as http:
+            while not stop.is_set():
+                cursor = None
+                while True:
+                    params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+                    page = http.get("/api/threads", params=params)
+                    outcomes["pages"].append(page.status_code)
+                    cursor = page.json().get("next_cursor") if page.status_code == 200 else None
+                    if not cursor:
+                        break
+
+    workers = [threading.Thread(target=answering), threading.Thread(target=listing)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)  # a turn is streaming, the list is being paged
+    with server.client(headers=ada) as client:
+        erased = client.delete("/api/threads", params={"confirm": "all"})
+    assert erased.status_code == 200, erased.text
+    workers[0].join(timeout=60)
+    stop.set()
+    workers[1].join(timeout=60)
+
+    # The turn running at the erasure was discarded; the ones after it started new threads.
+    assert outcomes["turns"][0] == 409, outcomes
+    assert set(outcomes["pages"]) == {200}
+    assert len(outcomes["turns"]) == 4
+    # Of what was erased, nothing came back in any table; the turns after the erasure made
+    # new threads (one turn each), which is all that is left.
+    after = [t for t in ids[:4] if outcomes["turns"][ids.index(t)] == 200]
+    erased_only = [t for t in ids if t not in after]
+    # (A chat's id derives from its thread id: a new thread of the same id has the same.)
+    erased_chats = [chat_of[t] for t in erased_only]
+    assert rows_left(database, erased_only, erased_chats) == dict.fromkeys(
+        [*CHECKPOINT_TABLES, 'ai_chatbot."Chat"', 'ai_chatbot."Message"', 'ai_chatbot."Vote"'], 0
+    )
+    with server.client(headers=ada) as client:
+        for thread_id in after:
+            messages = client.get(f"/api/threads/{thread_id}").json()["messages"]
+            assert [m["content"] for m in messages][:1] == ["more"] and len(messages) == 2

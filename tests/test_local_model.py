@@ -148,9 +148,14 @@ def test_a_model_killed_mid_answer_costs_one_503_and_nothing_else(
                 "/invocations", json={"input": story, "custom_inputs": {"thread_id": "plain"}}
             )
 
+        model = server.app.state.runtime.model
+        begun = model.answers_begun
         asking = threading.Thread(target=ask)
         asking.start()
-        time.sleep(took / 2)
+        deadline = time.monotonic() + 60
+        while model.answers_begun == begun and time.monotonic() < deadline:
+            time.sleep(0.01)  # until its first words are out: a kill before them is retried
+        time.sleep(min(0.3, took / 4))
         os.kill(process.pid or 0, signal.SIGKILL)
         asking.join(60)
         plain = outcome["plain"]

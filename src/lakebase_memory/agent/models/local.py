@@ -82,6 +82,7 @@ class LocalChatModel(ChatOpenAI):
 
     _process: LocalModelProcess = PrivateAttr()
     _tokens: CachedTokens = PrivateAttr()
+    _answers_begun: int = PrivateAttr(default=0)
 
     def attach(self, process: LocalModelProcess) -> None:
         self._process = process
@@ -90,6 +91,11 @@ class LocalChatModel(ChatOpenAI):
     @property
     def process(self) -> LocalModelProcess:
         return self._process
+
+    @property
+    def answers_begun(self) -> int:
+        """How many answers have had their first words (a crash after that is a 503)."""
+        return self._answers_begun
 
     @property
     def tokens(self) -> CachedTokens:
@@ -124,7 +130,9 @@ class LocalChatModel(ChatOpenAI):
             produced = False
             try:
                 async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                    produced = produced or bool(chunk.text)
+                    if not produced and chunk.text:
+                        produced = True
+                        self._answers_begun += 1
                     yield chunk
                 return
             except Exception as error:
