@@ -22,7 +22,7 @@ import psutil
 import psycopg
 import pytest
 
-from conftest import LiveServer, make_scratch_dir, make_settings
+from conftest import LiveServer, make_settings
 from lakebase_memory.agent.models.echo import EchoChatModel
 from lakebase_memory.database.embedded import EmbeddedPostgres
 from saver_fixtures import CHECKPOINT_TABLES
@@ -34,11 +34,11 @@ OUTAGE_SECONDS = 5.0
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    path = make_scratch_dir()
-    server = EmbeddedPostgres(path / "data")
-    server.start()
-    yield server
+def own_postgres(scratch_dir: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """A PostgreSQL of this test's own, and its conninfo."""
+    server = EmbeddedPostgres(scratch_dir / "data")
+    conninfo = server.start()
+    yield server, conninfo
     server.stop()
 
 
@@ -55,7 +55,7 @@ def kill_postmaster(server: EmbeddedPostgres) -> None:
 
 
 def start_again(server: EmbeddedPostgres) -> None:
-    server._start_server()  # crash recovery after a kill
+    assert server.ensure_running() is not None  # crash recovery after a kill
 
 
 @dataclass
@@ -111,23 +111,23 @@ def first_answer_after(clients: list[Client], moment: float) -> float:
 
 
 def test_the_database_restarted_and_killed_under_load(
-    own_postgres: EmbeddedPostgres, serve: Callable[..., LiveServer]
+    own_postgres: tuple[EmbeddedPostgres, str], serve: Callable[..., LiveServer]
 ) -> None:
-    conninfo = own_postgres.conninfo(Path(own_postgres._running_socket_dir() or ""))
+    database, conninfo = own_postgres
     server = serve(make_settings(conninfo, db_pool_timeout=3.0))
     clients, threads = run_clients(server)
     time.sleep(3)
 
     # Each outage outlasts the pool's timeout (3 s): the turns meanwhile fail, not just wait.
-    own_postgres._pg_ctl("stop", "-m", "fast", "-w")  # a restart, as an operator does it
+    database._pg_ctl("stop", "-m", "fast", "-w")  # a restart, as an operator does it
     time.sleep(OUTAGE_SECONDS)
-    start_again(own_postgres)
+    start_again(database)
     back_after_restart = time.monotonic()
     time.sleep(6)
 
-    kill_postmaster(own_postgres)  # a crash
+    kill_postmaster(database)  # a crash
     time.sleep(OUTAGE_SECONDS)
-    start_again(own_postgres)
+    start_again(database)
     back_after_crash = time.monotonic()
     time.sleep(6)
 

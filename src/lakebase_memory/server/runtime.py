@@ -14,7 +14,7 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.conninfo import conninfo_to_dict
 
 from lakebase_memory.agent import build_graph, close_model
-from lakebase_memory.agent.context import ContextPlanner, ContextWindow, TokenCounter
+from lakebase_memory.agent.context import ContextPlanner
 from lakebase_memory.agent.models import open_model
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
@@ -40,9 +40,8 @@ class AppRuntime:
     messages: ChatMessages
     model: BaseChatModel
     owns_model: bool  # built here (closed at shutdown), not handed in by the caller
-    window: ContextWindow  # the model's context window and what to do beyond it
-    tokens: TokenCounter  # counts the model's tokens (its own tokenizer where it has one)
-    planner: ContextPlanner  # what of a thread the model is sent
+    # What of a thread the model is sent: its window, its token counter, the summary.
+    planner: ContextPlanner
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
     watch: EmbeddedWatch | None = None  # starts the embedded PostgreSQL again if it dies
     # Turns that outlive their request (the client went away) and lease releases: finished
@@ -77,8 +76,6 @@ class AppRuntime:
                 messages=ChatMessages(pool),
                 model=model,
                 owns_model=owns_model,
-                window=opened.window,
-                tokens=opened.tokens,
                 planner=planner,
             )
         except BaseException:

@@ -72,12 +72,13 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
 
 async def _check_each_fits(runtime: AppRuntime, incoming: list[BaseMessage]) -> None:
     """413 for a message the model could never be sent: alone it outgrows the window."""
-    window = runtime.window
-    limit = window.room(await runtime.tokens.count(runtime.settings.system_prompt))
+    planner = runtime.planner
+    window = planner.window
+    limit = await planner.room()
     for message in incoming:
-        size = await message_tokens(runtime.tokens, message)
+        size = await message_tokens(planner.counter, message)
         if size > limit:
-            estimated = isinstance(runtime.tokens, EstimatedTokens)
+            estimated = isinstance(planner.counter, EstimatedTokens)
             raise ApiError(
                 413,
                 "message_too_long",
