@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     )
     db_pool_max_idle: float = Field(300.0, gt=0)
     db_connect_timeout: int = Field(10, ge=1, description="Seconds to wait for a login.")
+    db_max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Connections all the app's processes may hold together (default: what the "
+        "server allows, less its reserved slots and a few for maintenance).",
+    )
 
     # --- Lakebase (Databricks) ---------------------------------------------------------------
     lakebase_instance_name: str | None = None
@@ -129,6 +135,9 @@ class Settings(BaseSettings):
     local_user: str = Field("local-user", min_length=1, description="The user when not trusted.")
 
     # --- server ----------------------------------------------------------------------------
+    app_workers: int = Field(
+        1, ge=1, le=64, description="Server processes sharing the port (start-app --workers)."
+    )
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted body.")
     turn_lease_seconds: float = Field(
         60.0, ge=1, description="Lease of a running turn on its thread (renewed while it runs)."

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.config import Settings
 from lakebase_memory.database.lakebase import LIFETIME_SHARE
+from lakebase_memory.database.sizing import ServerFacts
 from lakebase_memory.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -85,23 +86,44 @@ async def login(target: DatabaseTarget, **kwargs: Any) -> psycopg.AsyncConnectio
         raise DatabaseUnavailableError(target.explain(error)) from error
 
 
-async def check_login(target: DatabaseTarget) -> str:
-    """Log in once, outside any pool, so that a refused login surfaces its real cause now.
+# One round trip for everything start-up needs to know (PostgreSQL 16 adds
+# reserved_connections; `current_setting(..., true)` is NULL on older servers).
+_FACTS_QUERY = """
+SELECT current_setting('server_version'),
+       current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int
+         + coalesce(current_setting('reserved_connections', true), '0')::int
+"""
 
-    Returns the server version. For a check only: work that needs a connection anyway takes
-    the one `login` gives, instead of logging in twice.
+
+async def probe_server(target: DatabaseTarget) -> ServerFacts:
+    """Log in once, outside any pool, so that a refused login surfaces its real cause now,
+    and read the server's version and connection limit (`sizing.py`).
+
+    For a check only: work that needs a connection anyway takes the one `login` gives,
+    instead of logging in twice.
     """
     try:
         async with await login(target, autocommit=True) as conn:
-            cursor = await conn.execute("SHOW server_version")
+            cursor = await conn.execute(_FACTS_QUERY)
             row = await cursor.fetchone()
-            return str(row[0]) if row else "unknown"
     except psycopg.OperationalError as error:
         raise DatabaseUnavailableError(target.explain(error)) from error
+    assert row is not None
+    return ServerFacts(str(row[0]), int(row[1]), int(row[2]))
 
 
-async def open_pool(target: DatabaseTarget, settings: Settings, *, search_path: str) -> Pool:
-    """Open the pool at start-up: health-checked connections with a bounded lifetime."""
+async def check_login(target: DatabaseTarget) -> str:
+    """`probe_server`, for the server version only."""
+    return (await probe_server(target)).version
+
+
+async def open_pool(
+    target: DatabaseTarget, settings: Settings, *, search_path: str, max_size: int | None = None
+) -> Pool:
+    """Open the pool at start-up: health-checked connections with a bounded lifetime, at most
+    `max_size` of them (default DB_POOL_MAX_SIZE; the server sizes it with `sizing.py`)."""
+    max_size = max_size or settings.db_pool_max_size
 
     async def configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
         if search_path != "public":
@@ -127,8 +149,8 @@ async def open_pool(target: DatabaseTarget, settings: Settings, *, search_path: 
         conninfo,
         kwargs=kwargs,
         connection_class=psycopg.AsyncConnection[DictRow],
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
+        min_size=min(settings.db_pool_min_size, max_size),
+        max_size=max_size,
         timeout=settings.db_pool_timeout,
         max_lifetime=max_lifetime,
         max_idle=settings.db_pool_max_idle,

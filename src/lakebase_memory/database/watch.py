@@ -11,8 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from psycopg.conninfo import conninfo_to_dict
 
 from lakebase_memory.database.embedded import EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from lakebase_memory.database.targets import DatabaseTarget
 
 logger = logging.getLogger(__name__)
 CHECK_SECONDS = 1.0  # how often the postmaster is looked for (a file read and a process look-up)
@@ -30,6 +36,13 @@ class EmbeddedWatch:
         watch = cls(server, socket_dir)
         watch._task = asyncio.create_task(watch._loop(), name="lakebase-memory embedded watch")
         return watch
+
+    @classmethod
+    def of(cls, target: DatabaseTarget) -> EmbeddedWatch | None:
+        """A running watch over `target`'s embedded server, if this process started one."""
+        if target.embedded is None:
+            return None
+        return cls.start(target.embedded, Path(conninfo_to_dict(target.conninfo)["host"]))
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -79,6 +80,12 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
                 "location": runtime.target.location,
                 "server_version": runtime.server_version,
                 "checkpoint_schema": runtime.settings.checkpoint_schema,
+            },
+            # Which server process answered, and its share of the database's connections.
+            "process": {
+                "pid": os.getpid(),
+                "workers": runtime.settings.app_workers,
+                "pool_max_size": runtime.pool.max_size,
             },
         }
 

@@ -6,18 +6,17 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
-from psycopg.conninfo import conninfo_to_dict
 
 from lakebase_memory.agent import build_graph, close_model
 from lakebase_memory.agent.context import ContextPlanner
 from lakebase_memory.agent.models import open_model
 from lakebase_memory.config import Settings
-from lakebase_memory.database import DatabaseTarget, Pool, check_login, open_pool, open_target
+from lakebase_memory.database import DatabaseTarget, Pool, open_pool, open_target
+from lakebase_memory.database.pool import probe_server
 from lakebase_memory.database.watch import EmbeddedWatch
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
 from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
@@ -49,16 +48,27 @@ class AppRuntime:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
-    async def start(cls, settings: Settings, model: BaseChatModel | None = None) -> AppRuntime:
-        target = await asyncio.to_thread(open_target, settings)
+    async def start(
+        cls,
+        settings: Settings,
+        model: BaseChatModel | None = None,
+        target: DatabaseTarget | None = None,
+    ) -> AppRuntime:
+        """Open everything; `target` is one already open (a worker process's, `workers.py`)."""
+        if target is None:
+            target = await asyncio.to_thread(open_target, settings)
         pool: Pool | None = None
         owns_model = model is None
         try:
-            version = await check_login(target)
+            facts = await probe_server(target)
+            version = facts.version
+            pool_size = facts.pool_size(settings)
             created = await ensure_schema(await target.login_conninfo(), settings.checkpoint_schema)
             for line in created:
                 logger.info("created %s", line)
-            pool = await open_pool(target, settings, search_path=settings.checkpoint_schema)
+            pool = await open_pool(
+                target, settings, search_path=settings.checkpoint_schema, max_size=pool_size
+            )
             opened = await open_model(settings, model)
             model = opened.chat
             checkpointer = make_checkpointer(pool)
@@ -88,13 +98,11 @@ class AppRuntime:
                     await close_model(model)
             raise
         logger.info(
-            "memory database: %s PostgreSQL %s, data in %s",
-            target.kind.value, version.split()[0], target.location,
+            "memory database: %s PostgreSQL %s, data in %s; pool of %d connections",
+            target.kind.value, version.split()[0], target.location, pool_size,
         )  # fmt: skip
         runtime.retention = RetentionTask.start(pool, settings)
-        if target.embedded is not None:
-            socket_dir = Path(conninfo_to_dict(target.conninfo)["host"])
-            runtime.watch = EmbeddedWatch.start(target.embedded, socket_dir)
+        runtime.watch = EmbeddedWatch.of(target)
         return runtime
 
     @property
