@@ -30,7 +30,9 @@ class App:
         self.url = f"http://127.0.0.1:{self.port}"
         foreign = ("DATABASE_", "PG", "DATABRICKS_", "LAKEBASE_")
         environment = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
-        environment.update(MODEL_BACKEND="echo", LAKEBASE_MEMORY_DATA_DIR=str(data_dir), **env)
+        environment.update(
+            {"MODEL_BACKEND": "echo", "LAKEBASE_MEMORY_DATA_DIR": str(data_dir), **env}
+        )
         arguments = [] if port else ["--port", str(self.port)]
         self.process = subprocess.Popen(
             [str(START_APP), *arguments, *options], cwd=cwd, env=environment,

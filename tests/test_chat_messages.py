@@ -3,6 +3,7 @@ sends only what follows the messages it synced itself, unless the thread or chat
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import psycopg
@@ -106,3 +107,16 @@ async def test_a_sync_to_a_deleted_chat_adds_nothing(db: str, chats: Chats) -> N
     await threads.delete("t", "ann")
     assert await chat.sync("t", conversation(1), chat_created_at=created) == 0
     assert rows(db, "t") == 0
+
+
+async def test_first_turns_of_one_new_thread_at_once_all_claim_it(app_pool) -> None:
+    """Concurrent claims of a new thread race on the chat's primary key as well as on its
+    thread id (the arbiter of ON CONFLICT): none may be taken for a different thread."""
+    threads = ThreadCatalogue(app_pool)
+    await app_pool.open()
+    for round_ in range(300):
+        thread_id = f"race-{round_}"
+        claims = await asyncio.gather(
+            *(threads.claim(thread_id, "ann", f"hello {n}") for n in range(4))
+        )
+        assert {claim.chat_id for claim in claims} == {chat_id_for(thread_id)}

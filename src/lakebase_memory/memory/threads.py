@@ -135,6 +135,12 @@ _WITH_STATS = sql.SQL(
 _STATS_JOIN = sql.SQL('LEFT JOIN {} h ON h.thread_id = c."threadId"').format(THREADS)
 
 
+async def _chat_holds(conn: psycopg.AsyncConnection, chat_id: uuid.UUID, thread_id: str) -> bool:
+    """Whether the chat row with this id is the thread's own."""
+    query = sql.SQL('SELECT 1 AS held FROM {} WHERE id = %s AND "threadId" = %s').format(_CHAT)
+    return await (await conn.execute(query, (chat_id, thread_id))).fetchone() is not None
+
+
 class ThreadCatalogue:
     """Per-user thread list on the app's pool. Every method is scoped to one user."""
 
@@ -153,17 +159,23 @@ class ThreadCatalogue:
             'WHERE {chat}."userId" = excluded."userId" '
             "RETURNING {cols}"
         ).format(chat=_CHAT, cols=_COLUMNS)
+        values = (chat_id_for(thread_id), thread_id, title_from(first_text), user_id, now, now)
         async with self.pool.connection() as conn:
-            try:
-                cursor = await conn.execute(
-                    query,
-                    (chat_id_for(thread_id), thread_id, title_from(first_text), user_id, now, now),
-                )
-            except psycopg.errors.UniqueViolation as error:
-                raise ThreadConflictError(
-                    f"Thread id '{thread_id}' maps to the chat id of another thread; "
-                    "choose another id."
-                ) from error
+            for attempt in (1, 2):
+                try:
+                    cursor = await conn.execute(query, values)
+                    break
+                except psycopg.errors.UniqueViolation as error:
+                    # ON CONFLICT arbitrates on "threadId" only. Two first turns of one new
+                    # thread at once (two processes, say) can collide on the primary key
+                    # first, which is the same row: once the other commits, the upsert
+                    # takes its conflict path. Only a different thread on the id conflicts.
+                    if attempt == 1 and await _chat_holds(conn, values[0], thread_id):
+                        continue
+                    raise ThreadConflictError(
+                        f"Thread id '{thread_id}' maps to the chat id of another thread; "
+                        "choose another id."
+                    ) from error
             row = await cursor.fetchone()
         if row is None:
             raise ThreadNotFoundError(thread_id)
