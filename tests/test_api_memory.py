@@ -218,3 +218,30 @@ async def export_in_place(database: str, thread_id: str) -> None:
     async with await AsyncConnection.connect(database, autocommit=True) as conn:
         report = await export_stock_threads(conn, [thread_id])
     assert len(report.moved) == 1
+
+
+def test_turns_share_the_cached_messages_without_changing_them(database: str, serve) -> None:
+    """A turn's graph reads the saver's cached messages as they are (no copy, see
+    `prepare_turn`): what the process holds after many turns must be what the database holds,
+    field for field, as a saver with no cache decodes it."""
+    from psycopg import Connection
+    from psycopg.rows import dict_row
+
+    from lakebase_memory.memory.saver import LinearPostgresSaver
+
+    server = serve(make_settings(database))
+    with server.client() as http:
+        for n in range(6):
+            body = {"input": f"message {n}", "custom_inputs": {"thread_id": "shared"},
+                    "stream": n % 2 == 1}  # fmt: skip
+            assert http.post("/invocations", json=body).status_code == 200
+    config = {"configurable": {"thread_id": "shared", "checkpoint_ns": ""}}
+    warm = server.app.state.runtime.checkpointer.get_tuple(config)  # the server's cache
+    with Connection.connect(database, autocommit=True, row_factory=dict_row) as conn:
+        cold = LinearPostgresSaver(conn, cache_threads=0).get_tuple(config)
+    assert warm is not None and cold is not None
+    held, stored = warm.checkpoint["channel_values"], cold.checkpoint["channel_values"]
+    assert len(stored["messages"]) == 12
+    for mine, theirs in zip(held["messages"], stored["messages"], strict=True):
+        assert mine.__dict__ == theirs.__dict__
+    assert held.keys() == stored.keys()

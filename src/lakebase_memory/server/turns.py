@@ -58,7 +58,10 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     turn_id = await runtime.checkpointer.aacquire_turn(
         thread_id, user_id=user, lease_seconds=runtime.settings.turn_lease_seconds
     )
-    config = with_turn({"configurable": {"thread_id": thread_id}}, turn_id, user)
+    # The agent's graph reads the thread's cached messages as they are, not copies: none of
+    # its nodes edits a message it is given (each returns new ones), so a turn does not pay
+    # for a copy of the whole thread and its cost stays flat as the thread grows.
+    config = read_only(with_turn({"configurable": {"thread_id": thread_id}}, turn_id, user))
     try:
         return await _new_input(runtime, thread_id, incoming, config, turn_id, chat.created_at)
     except BaseException:
@@ -99,9 +102,9 @@ async def _new_input(
     turn_id: str,
     chat_created_at: datetime,
 ) -> PreparedTurn:
-    # Read-only: the saver hands out its cached messages, not copies (nothing here changes
-    # them), so this read does not cost a copy of the whole thread.
-    state = await runtime.graph.aget_state(read_only(config))
+    # The config is read-only (see prepare_turn): this look at the stored history costs no
+    # copy of the thread either.
+    state = await runtime.graph.aget_state(config)
     stored: list[BaseMessage] = state.values.get("messages", []) if state.values else []
     fresh = new_messages(stored, incoming)
     for message in fresh:
