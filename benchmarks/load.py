@@ -188,11 +188,15 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 @contextlib.asynccontextmanager
 async def connection_peak(admin: str, dbname: str) -> AsyncIterator[dict[str, int]]:
-    """The most connections to `dbname` seen while the block runs (sampled every 0.2 s)."""
+    """The most connections to `dbname` seen while the block runs (sampled every 0.2 s from
+    its first second on: the start-up's own logins, closed by then, can linger a moment in
+    `pg_stat_activity` while their backends exit)."""
     seen = {"peak": 0}
     stop = asyncio.Event()
 
     async def sample() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
             while not stop.is_set():
