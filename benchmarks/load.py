@@ -187,21 +187,26 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def connection_peak(admin: str, dbname: str) -> AsyncIterator[dict[str, int]]:
+async def connection_peak(admin: str, dbname: str) -> AsyncIterator[dict[str, Any]]:
     """The most connections to `dbname` seen while the block runs (sampled every 0.2 s from
     its first second on: the start-up's own logins, closed by then, can linger a moment in
     `pg_stat_activity` while their backends exit)."""
-    seen = {"peak": 0}
+    seen: dict[str, Any] = {"peak": 0, "at_peak": []}
     stop = asyncio.Event()
 
     async def sample() -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            query = (
+                "SELECT pid, application_name, state, backend_start::text, left(query, 80) "
+                "FROM pg_stat_activity WHERE datname = %s"
+            )
             while not stop.is_set():
-                row = await (await conn.execute(query, (dbname,))).fetchone()
-                seen["peak"] = max(seen["peak"], int(row[0]) if row else 0)
+                rows = await (await conn.execute(query, (dbname,))).fetchall()
+                if len(rows) > seen["peak"]:
+                    seen["peak"] = len(rows)
+                    seen["at_peak"] = [list(row) for row in rows]  # who, for a surprise
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
 
@@ -258,7 +263,8 @@ async def measure(
                     figures = await drive(url, clients, seconds)
                 pool = httpx.get(f"{url}/agent/info", timeout=10).json()["process"]
             runs.append({"workers": count, **figures, "pool_max_size": pool["pool_max_size"],
-                         "peak_connections": seen["peak"]})  # fmt: skip
+                         "peak_connections": seen["peak"],
+                         "connections_at_peak": seen["at_peak"]})  # fmt: skip
     async with (
         scratch_database(admin, None) as conninfo,
         running_app(conninfo, 1, ECHO_DELAY_SECONDS=RACE_ECHO_DELAY) as first,

@@ -30,13 +30,14 @@ from conftest import create_database
 from lakebase_memory.agent import build_graph
 from lakebase_memory.agent.models.echo import EchoChatModel
 from lakebase_memory.cli.threads_transfer import export_stock, import_stock
-from lakebase_memory.memory.saver import AsyncLinearPostgresSaver, transfer
+from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 from lakebase_memory.memory.saver.codec import REF_TYPES
 from lakebase_memory.memory.saver.transfer import (
     TargetUnavailableError,
     UnknownThreadError,
     export_stock_threads,
     import_stock_threads,
+    thread_state,
 )
 from lakebase_memory.schema import ensure_schema
 from saver_fixtures import asking_graph, config
@@ -264,7 +265,7 @@ async def test_import_keeps_every_checkpoint_and_shrinks_the_thread(
 async def test_import_again_skips_and_named_threads_only(
     db: str, pool: AsyncConnectionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "PROBE_PAGE", 2)  # look through many pages of rows
+    monkeypatch.setattr(thread_state, "PROBE_PAGE", 2)  # look through many pages of rows
     await write_stock_threads(db, turns=3)
     first = await import_stock_threads(pool, ["long", "forked"])
     assert [r.thread_id for r in first.moved] == ["long", "forked"]

@@ -28,7 +28,7 @@ from psycopg import sql
 from lakebase_memory.database.pool import Pool
 from lakebase_memory.database.reconnect import repeatable
 from lakebase_memory.memory.history import message_text
-from lakebase_memory.memory.lifecycle import CHAT, CHAT_MESSAGE, VOTE
+from lakebase_memory.memory.thread_rows import CHAT, CHAT_MESSAGE, VOTE
 from lakebase_memory.memory.threads import ThreadNotFoundError, chat_id_for, utc_now, uuid_for
 
 _MESSAGE_ID_NAMESPACE = uuid.UUID("3b0f7c1e-5a1d-4c7b-8e2f-9d6a4b1c0e21")

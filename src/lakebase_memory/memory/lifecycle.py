@@ -1,11 +1,9 @@
 """The thread lifecycle in the library: list threads with their size, delete a thread
 completely, erase everything of one user, apply a retention policy (issue 6).
 
-A thread's rows live in eight tables: LangGraph's `checkpoints`, `checkpoint_blobs` and
-`checkpoint_writes` (in the checkpoint schema), the linear saver's
-`ai_chatbot.checkpoint_messages` and `ai_chatbot.checkpoint_threads`, and the chat UI's
-`ai_chatbot."Chat"`, `"Message"` and `"Vote"`. `delete_thread_rows` is the one place that
-knows them all; the server's user-scoped delete, `ThreadStore` and retention all go through it.
+A thread's rows live in eight tables; `thread_rows.delete_thread_rows` is the one place that
+knows them all, and the server's user-scoped delete, `ThreadStore` and retention all go
+through it.
 
 Listing reads `ai_chatbot.checkpoint_threads`, one row per thread that the linear saver keeps
 current (owner, message count, bytes stored, last activity), through its two indexes, so a page
@@ -22,30 +20,37 @@ import base64
 import binascii
 import builtins
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.database.borrow import borrow
-from lakebase_memory.memory.thread_locks import LOCK_THREADS, lock_threads_params
-from lakebase_memory.schema.app_migrations import CHAT_SCHEMA
+from lakebase_memory.memory.retention import RetentionPolicy, RetentionReport, apply_retention
+from lakebase_memory.memory.thread_rows import (
+    CHAT,
+    THREADS,
+    DeletionCounts,
+    delete_thread_rows,
+)
 
-if TYPE_CHECKING:
-    from lakebase_memory.memory.retention import RetentionPolicy, RetentionReport
+__all__ = [
+    "DeletionCounts",
+    "InvalidCursorError",
+    "StatsPage",
+    "ThreadStats",
+    "ThreadStore",
+    "delete_thread_rows",
+    "list_query",
+]
 
 AsyncConn = AsyncConnection[Any] | AsyncConnectionPool[Any]
 
-THREADS = sql.Identifier(CHAT_SCHEMA, "checkpoint_threads")
-LOG = sql.Identifier(CHAT_SCHEMA, "checkpoint_messages")
-CHAT = sql.Identifier(CHAT_SCHEMA, "Chat")
-CHAT_MESSAGE = sql.Identifier(CHAT_SCHEMA, "Message")
-VOTE = sql.Identifier(CHAT_SCHEMA, "Vote")
 MAX_PAGE = 1000
 T = TypeVar("T")
 
@@ -82,107 +87,6 @@ class ThreadStats:
 class StatsPage:
     threads: list[ThreadStats]
     next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class DeletionCounts:
-    """Rows deleted, per table; `threads`: how many distinct threads had any row."""
-
-    threads: int = 0
-    checkpoints: int = 0
-    checkpoint_blobs: int = 0
-    checkpoint_writes: int = 0
-    checkpoint_messages: int = 0
-    chats: int = 0
-    messages: int = 0
-    votes: int = 0
-
-    def __add__(self, other: DeletionCounts) -> DeletionCounts:
-        return DeletionCounts(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
-
-    def to_json(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _thread_deletes(checkpoint_schema: str) -> list[tuple[str | None, sql.Composable]]:
-    """(count name, statement) in the order they run; each returns a row per row it touches.
-
-    A `None` name: a step whose rows are not counted in `DeletionCounts`.
-    """
-    ids = sql.SQL("ANY(%(ids)s::text[])")
-
-    def by_thread(table: sql.Identifier, column: str = "thread_id") -> sql.Composable:
-        return sql.SQL("DELETE FROM {t} WHERE {c} = {ids} RETURNING {c} AS thread_id").format(
-            t=table, c=sql.Identifier(column), ids=ids
-        )
-
-    def chat_children(table: sql.Identifier) -> sql.Composable:
-        return sql.SQL(
-            'DELETE FROM {t} x USING {chat} c WHERE x."chatId" = c.id AND c."threadId" = {ids} '
-            'RETURNING c."threadId" AS thread_id'
-        ).format(t=table, chat=CHAT, ids=ids)
-
-    def checkpoint_table(name: str) -> sql.Identifier:
-        return sql.Identifier(checkpoint_schema, name)
-
-    return [
-        # First the saver's head rows (locked already, see `delete_thread_rows`): without one
-        # an in-flight turn's late write fails its lease check instead of reviving the thread.
-        (None, by_thread(THREADS)),
-        # Then the chats, locked before their children go: a concurrent copy of the messages
-        # waits, instead of adding a "Message" row that the chat's delete would trip over (the
-        # reference UI's tables have no ON DELETE CASCADE).
-        (
-            None,
-            sql.SQL(
-                'SELECT "threadId" AS thread_id FROM {chat} WHERE "threadId" = {ids} '
-                "ORDER BY id FOR UPDATE"
-            ).format(chat=CHAT, ids=ids),
-        ),
-        ("checkpoint_messages", by_thread(LOG)),
-        ("checkpoints", by_thread(checkpoint_table("checkpoints"))),
-        ("checkpoint_blobs", by_thread(checkpoint_table("checkpoint_blobs"))),
-        ("checkpoint_writes", by_thread(checkpoint_table("checkpoint_writes"))),
-        ("votes", chat_children(VOTE)),
-        ("messages", chat_children(CHAT_MESSAGE)),
-        ("chats", by_thread(CHAT, "threadId")),
-    ]
-
-
-async def delete_thread_rows(
-    conn: AsyncConnection[Any], thread_ids: Iterable[str], checkpoint_schema: str = "public"
-) -> DeletionCounts:
-    """Delete every row of these threads, in the caller's transaction; the rows deleted.
-
-    The one place that knows all the tables of a thread. Run it inside `conn.transaction()`
-    so that a thread disappears whole or not at all. The threads' head rows are locked first,
-    all at once, in the order every maintenance path uses (`thread_locks.LOCK_THREADS`), so
-    deleters, retention and the saver's maintenance on overlapping threads queue rather than
-    deadlock; after that, the `= ANY` scans may visit rows in any order.
-    """
-    ids = list(set(thread_ids))  # the lock statement orders them
-    if not ids:
-        return DeletionCounts()
-    async with conn.cursor(row_factory=dict_row) as cur:
-        created = await _lock_heads(cur, ids)
-        # Every id has a head row now: a thread had one unless the lock created it.
-        touched = set(ids) - created
-        counts: dict[str, int] = {}
-        for name, statement in _thread_deletes(checkpoint_schema):
-            await cur.execute(statement, {"ids": ids})
-            rows = await cur.fetchall()
-            if name is not None:
-                counts[name] = len(rows)
-                touched.update(row["thread_id"] for row in rows)
-    return DeletionCounts(threads=len(touched), **counts)
-
-
-async def _lock_heads(cur: AsyncCursor[dict[str, Any]], ids: Sequence[str]) -> set[str]:
-    """Lock the threads' head rows (creating missing ones); the ids whose row it created."""
-    await cur.execute(LOCK_THREADS, lock_threads_params(ids))
-    return {row["thread_id"] for row in await cur.fetchall()}
 
 
 class ThreadStore:
@@ -298,8 +202,6 @@ WHERE h.thread_id IS NOT NULL OR c.id IS NOT NULL
         self, policy: RetentionPolicy, *, batch_size: int = 500, dry_run: bool = False
     ) -> RetentionReport:
         """Apply a `RetentionPolicy`; see `lakebase_memory.memory.retention.apply_retention`."""
-        from lakebase_memory.memory.retention import apply_retention
-
         async with self.connection() as conn:
             return await apply_retention(
                 conn,

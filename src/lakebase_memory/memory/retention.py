@@ -33,7 +33,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row, tuple_row
 
-from lakebase_memory.memory.lifecycle import THREADS, DeletionCounts, delete_thread_rows
+from lakebase_memory.memory.thread_rows import THREADS, DeletionCounts, delete_thread_rows
 
 logger = logging.getLogger(__name__)
 

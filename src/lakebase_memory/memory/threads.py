@@ -19,15 +19,8 @@ from psycopg import sql
 
 from lakebase_memory.database.pool import Pool
 from lakebase_memory.database.reconnect import repeatable
-from lakebase_memory.memory.lifecycle import (
-    CHAT,
-    THREADS,
-    InvalidCursorError,
-    delete_thread_rows,
-    iso_utc,
-    pack_cursor,
-    unpack_cursor,
-)
+from lakebase_memory.memory.lifecycle import InvalidCursorError, iso_utc, pack_cursor, unpack_cursor
+from lakebase_memory.memory.thread_rows import CHAT, THREADS, delete_thread_rows
 
 __all__ = [
     "InvalidCursorError",

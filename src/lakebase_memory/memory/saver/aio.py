@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncConnection, AsyncCursor
@@ -29,15 +23,13 @@ from psycopg_pool import AsyncConnectionPool
 from lakebase_memory.database.borrow import borrow, require_autocommit
 from lakebase_memory.database.reconnect import again_if_dropped
 from lakebase_memory.memory.saver import sql
+from lakebase_memory.memory.saver.api import PLAIN, Call, LinearSaverApi, Make
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
     BEGIN,
     DEFAULT_LEASE_SECONDS,
     AfterCommit,
-    BaseLinearSaver,
     Op,
-    check_prune_arguments,
-    checkpoint_key,
     new_turn_id,
     thread_id_of,
     with_turn,
@@ -72,7 +64,7 @@ async def adrive(conn: AsyncConnection[Any], cur: AsyncCursor[DictRow], op: Op[T
             return stop.value  # type: ignore[no-any-return]
 
 
-class AsyncLinearPostgresSaver(BaseLinearSaver):
+class AsyncLinearPostgresSaver(LinearSaverApi):
     """The async twin of `LinearPostgresSaver` (same storage, same decisions).
 
     Args:
@@ -128,7 +120,7 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         return borrow(self.conn, type(self).__name__, self._conn_lock)
 
-    async def _run(self, make: Callable[[AfterCommit], Op[T]], *, repeatable: bool = True) -> T:
+    async def _run(self, make: Make[T], *, repeatable: bool = True) -> T:
         """Run the operation `make` builds; on a pool, again if the server dropped the
         connection under it (`repeatable`: every operation but a copy leaves the same rows
         when it runs twice, see `BaseLinearSaver`)."""
@@ -148,89 +140,23 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
             return await again_if_dropped(attempt, type(self).__name__, self.conn)
         return await attempt()
 
-    # -- BaseCheckpointSaver, async --------------------------------------------------------
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint `config` names, or the thread's latest; None if there is none."""
-        return await self._run(lambda _: self._op_get_tuple(config))
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """Checkpoints matching `config`, metadata `filter` and `before`, newest first."""
-        for item in await self._run(lambda _: self._op_list(config, filter, before, limit)):
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Save a checkpoint, as a child of `config`'s checkpoint_id; returns its config."""
-        key = checkpoint_key(config, checkpoint["id"])
-        saved = self._saving[key] = asyncio.Event()
+    async def _acall(self, make: Make[T], how: Call = PLAIN) -> T:  # type: ignore[override]
+        """The native driver (see `api.LinearSaverApi`)."""
+        if how.after is not None and (landing := self._saving.get(how.after)) is not None:
+            await landing.wait()
+        if how.saving is None:
+            return await self._run(make, repeatable=how.repeatable)
+        saved = self._saving[how.saving] = asyncio.Event()
         try:
-            return await self._run(
-                lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
-            )
+            return await self._run(make, repeatable=how.repeatable)
         finally:
             saved.set()
-            if self._saving.get(key) is saved:
-                del self._saving[key]
+            if self._saving.get(how.saving) is saved:
+                del self._saving[how.saving]
 
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Save a task's pending writes on `config`'s checkpoint (idempotent per task)."""
-        # LangGraph saves in the background: let the checkpoint these writes belong to land
-        # first, so that a reply is never logged before the message it answers.
-        if (saving := self._saving.get(checkpoint_key(config))) is not None:
-            await saving.wait()
-        await self._run(
-            lambda after: self._op_put_writes(config, writes, task_id, task_path, after),
-        )
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Erase the thread: checkpoints, blobs, writes and its message log."""
-        await self._run(lambda after: self._op_delete_thread(thread_id, after))
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Fork: the target gets every checkpoint, write and message of the source.
-
-        Raises:
-            ValueError: the target already has checkpoints.
-        """
-        await self._run(
-            lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
-            repeatable=False,
-        )
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """`keep_latest`: keep each namespace's newest checkpoint; `delete`: erase the threads.
-
-        One transaction per thread, so a long list does not hold many locks at once.
-        """
-        for thread_id in check_prune_arguments(thread_ids, strategy):
-            if strategy == "delete":
-                await self.adelete_thread(thread_id)
-            else:
-                await self._run(lambda after, t=thread_id: self._op_prune_keep_latest(t, after))
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) that these runs created."""
-        if run_ids := [str(r) for r in run_ids]:
-            await self._run(lambda after: self._op_delete_for_runs(run_ids, after))
+    def _call(self, make: Make[T], how: Call = PLAIN) -> T:
+        """From another thread than the event loop's (see `_from_thread`)."""
+        return self._from_thread(self._acall(make, how))
 
     # -- one turn at a time per thread ------------------------------------------------------
 
@@ -364,48 +290,3 @@ class AsyncLinearPostgresSaver(BaseLinearSaver):
                 "`await graph.ainvoke(...)`)"
             )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._from_thread(self.aget_tuple(config))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        yield from self._from_thread(
-            self._run(lambda _: self._op_list(config, filter, before, limit))
-        )
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self._from_thread(self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self._from_thread(self.aput_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self._from_thread(self.adelete_thread(thread_id))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._from_thread(self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._from_thread(self.aprune(thread_ids, strategy=strategy))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._from_thread(self.adelete_for_runs(run_ids))

@@ -5,17 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-)
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import Connection, Cursor
@@ -25,15 +19,13 @@ from psycopg_pool import ConnectionPool
 from lakebase_memory.database.borrow import borrow_sync, require_autocommit
 from lakebase_memory.database.reconnect import again_if_dropped_sync
 from lakebase_memory.memory.saver import sql
+from lakebase_memory.memory.saver.api import PLAIN, Call, LinearSaverApi, Make
 from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
     BEGIN,
     DEFAULT_LEASE_SECONDS,
     AfterCommit,
-    BaseLinearSaver,
     Op,
-    check_prune_arguments,
-    checkpoint_key,
     new_turn_id,
     thread_id_of,
     with_turn,
@@ -68,7 +60,7 @@ def drive(conn: Connection[Any], cur: Cursor[DictRow], op: Op[T]) -> T:
             return stop.value  # type: ignore[no-any-return]
 
 
-class LinearPostgresSaver(BaseLinearSaver):
+class LinearPostgresSaver(LinearSaverApi):
     """A LangGraph checkpointer whose storage grows with the conversation, not its square.
 
     Same tables and API as LangGraph's `PostgresSaver`, plus `copy_thread`, `prune` and
@@ -127,7 +119,7 @@ class LinearPostgresSaver(BaseLinearSaver):
     def _connection(self) -> AbstractContextManager[Connection[Any]]:
         return borrow_sync(self.conn, type(self).__name__, self._conn_lock)
 
-    def _run(self, make: Callable[[AfterCommit], Op[T]], *, repeatable: bool = True) -> T:
+    def _run(self, make: Make[T], *, repeatable: bool = True) -> T:
         """Run the operation `make` builds; on a pool, again after a dropped connection
         (see `AsyncLinearPostgresSaver._run`)."""
 
@@ -145,6 +137,25 @@ class LinearPostgresSaver(BaseLinearSaver):
         if repeatable and isinstance(self.conn, ConnectionPool):
             return again_if_dropped_sync(attempt, type(self).__name__, self.conn)
         return attempt()
+
+    def _call(self, make: Make[T], how: Call = PLAIN) -> T:
+        """The native driver (see `api.LinearSaverApi`)."""
+        if how.after is not None and (landing := self._saving.get(how.after)) is not None:
+            landing.wait()
+        if how.saving is None:
+            return self._run(make, repeatable=how.repeatable)
+        saved = self._saving[how.saving] = threading.Event()
+        try:
+            return self._run(make, repeatable=how.repeatable)
+        finally:
+            saved.set()
+            if self._saving.get(how.saving) is saved:
+                del self._saving[how.saving]
+
+    def _acall(self, make: Make[T], how: Call = PLAIN) -> Awaitable[T]:
+        """For async callers (and the conformance suite, which is async only): the sync
+        driver in a worker thread."""
+        return asyncio.to_thread(self._call, make, how)
 
     # -- one turn at a time per thread ------------------------------------------------------
 
@@ -198,136 +209,3 @@ class LinearPostgresSaver(BaseLinearSaver):
             done.set()
             renewer.join()
             self.release_turn(thread_id, turn_id)
-
-    # -- BaseCheckpointSaver ---------------------------------------------------------------
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint `config` names, or the thread's latest; None if there is none."""
-        return self._run(lambda _: self._op_get_tuple(config))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        """Checkpoints matching `config`, metadata `filter` and `before`, newest first."""
-        yield from self._run(lambda _: self._op_list(config, filter, before, limit))
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Save a checkpoint, as a child of `config`'s checkpoint_id; returns its config."""
-        key = checkpoint_key(config, checkpoint["id"])
-        saved = self._saving[key] = threading.Event()
-        try:
-            return self._run(
-                lambda after: self._op_put(config, checkpoint, metadata, new_versions, after),
-            )
-        finally:
-            saved.set()
-            if self._saving.get(key) is saved:
-                del self._saving[key]
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Save a task's pending writes on `config`'s checkpoint (idempotent per task)."""
-        # LangGraph saves in the background: let the checkpoint these writes belong to land
-        # first, so that a reply is never logged before the message it answers.
-        if (saving := self._saving.get(checkpoint_key(config))) is not None:
-            saving.wait()
-        self._run(
-            lambda after: self._op_put_writes(config, writes, task_id, task_path, after),
-        )
-
-    def delete_thread(self, thread_id: str) -> None:
-        """Erase the thread: checkpoints, blobs, writes and its message log."""
-        self._run(lambda after: self._op_delete_thread(thread_id, after))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Fork: the target gets every checkpoint, write and message of the source.
-
-        Raises:
-            ValueError: the target already has checkpoints.
-        """
-        self._run(
-            lambda after: self._op_copy_thread(source_thread_id, target_thread_id, after),
-            repeatable=False,
-        )
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """`keep_latest`: keep each namespace's newest checkpoint; `delete`: erase the threads.
-
-        One transaction per thread, so a long list does not hold many locks at once.
-        """
-        for thread_id in check_prune_arguments(thread_ids, strategy):
-            if strategy == "delete":
-                self.delete_thread(thread_id)
-            else:
-                self._run(lambda after, t=thread_id: self._op_prune_keep_latest(t, after))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) that these runs created."""
-        if run_ids := [str(r) for r in run_ids]:
-            self._run(lambda after: self._op_delete_for_runs(run_ids, after))
-
-    # The async interface runs the sync one in a worker thread, for async callers (and the
-    # conformance suite, which is async only).
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        def read() -> list[CheckpointTuple]:
-            return list(self.list(config, filter=filter, before=before, limit=limit))
-
-        for item in await asyncio.to_thread(read):
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
