@@ -1,38 +1,41 @@
-"""Databricks Lakebase: find the instance through the SDK, log in as the caller's identity
-with a database credential minted on demand and refreshed well before it expires.
-
-Configured by exactly one of: LAKEBASE_INSTANCE_NAME (a provisioned instance, by name or by
-host, since `valueFrom` in app.yaml yields the host), LAKEBASE_AUTOSCALING_ENDPOINT, or
-LAKEBASE_AUTOSCALING_PROJECT + LAKEBASE_AUTOSCALING_BRANCH. Inside a Databricks App with a
-database resource, the injected PGHOST/PGUSER/PGDATABASE are enough.
+"""Databricks Lakebase: log in as the caller's identity with a database credential minted on
+demand and refreshed well before it expires (`LakebaseConnector`). Which instance the settings
+name, and the texts of a failure, are in `lakebase_spec.py` (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from psycopg.conninfo import make_conninfo
 
 from lakebase_memory.config import Settings
 from lakebase_memory.config.databricks import describe_config, workspace_client
-from lakebase_memory.errors import ConfigurationError, DatabaseUnavailableError, first_line
+from lakebase_memory.errors import first_line
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
+from lakebase_memory.database.lakebase_spec import (
+    DATABASE,
+    DEFAULT_PORT,
+    LakebaseError,
+    LakebaseKind,
+    LakebaseSpec,
+    configured_targets,
+    failure_text,
+    instance_names,
+    lakebase_spec,
+)
 
 logger = logging.getLogger(__name__)
 
-DATABASE = "databricks_postgres"
-DEFAULT_PORT = 5432
 # A credential is replaced once this share of its lifetime has passed: an hour-long token is
 # renewed after 30 minutes, so no login ever presents one close to expiry.
 REFRESH_AFTER = 0.5
@@ -40,129 +43,26 @@ REFRESH_AFTER = 0.5
 # only at login, but a recycled connection must log in again with a fresh one.
 LIFETIME_SHARE = 0.9
 
-
-class LakebaseKind(StrEnum):
-    INSTANCE = "instance"  # provisioned, by name
-    INSTANCE_HOST = "instance host"  # provisioned, by its DNS name
-    ENDPOINT = "autoscaling endpoint"
-    BRANCH = "autoscaling branch"
-
-
-@dataclass(frozen=True)
-class LakebaseSpec:
-    kind: LakebaseKind
-    value: str  # instance name or host, endpoint name, or projects/{p}/branches/{b}
-    user: str | None = None  # PGUSER injected by Databricks Apps
-    port: int = DEFAULT_PORT
-    database: str = DATABASE
-    sslmode: str = "require"
-
-
-def configured_targets(settings: Settings) -> list[str]:
-    """The Lakebase target settings that are set (more than one is a contradiction)."""
-    return [
-        name
-        for name, value in (
-            ("LAKEBASE_INSTANCE_NAME", settings.lakebase_instance_name),
-            ("LAKEBASE_AUTOSCALING_ENDPOINT", settings.lakebase_autoscaling_endpoint),
-            (
-                "LAKEBASE_AUTOSCALING_PROJECT + LAKEBASE_AUTOSCALING_BRANCH",
-                settings.lakebase_autoscaling_project or settings.lakebase_autoscaling_branch,
-            ),
-        )
-        if value
-    ]
-
-
-def lakebase_spec(settings: Settings) -> LakebaseSpec | None:
-    """The Lakebase configuration in the settings, or None; contradictions are errors."""
-    chosen = configured_targets(settings)
-    if len(chosen) > 1:
-        raise ConfigurationError(
-            f"More than one Lakebase target is configured ({', '.join(chosen)}): keep exactly "
-            "one of LAKEBASE_INSTANCE_NAME, LAKEBASE_AUTOSCALING_ENDPOINT, or "
-            "LAKEBASE_AUTOSCALING_PROJECT with LAKEBASE_AUTOSCALING_BRANCH."
-        )
-    common: dict[str, Any] = {
-        "port": int(settings.pgport or DEFAULT_PORT),
-        "database": settings.pgdatabase or DATABASE,
-        "sslmode": settings.pgsslmode or "require",
-    }
-    if settings.lakebase_instance_name:
-        name = settings.lakebase_instance_name.strip()
-        kind = LakebaseKind.INSTANCE_HOST if _looks_like_host(name) else LakebaseKind.INSTANCE
-        return LakebaseSpec(kind, name, **common)
-    if settings.lakebase_autoscaling_endpoint:
-        endpoint = settings.lakebase_autoscaling_endpoint.strip()
-        if not re.fullmatch(r"projects/[^/]+/branches/[^/]+/endpoints/[^/]+", endpoint):
-            raise ConfigurationError(
-                f"LAKEBASE_AUTOSCALING_ENDPOINT '{endpoint}' is not an endpoint name: expected "
-                "projects/<project>/branches/<branch>/endpoints/<endpoint>."
-            )
-        return LakebaseSpec(LakebaseKind.ENDPOINT, endpoint, **common)
-    if settings.lakebase_autoscaling_project or settings.lakebase_autoscaling_branch:
-        if not (settings.lakebase_autoscaling_project and settings.lakebase_autoscaling_branch):
-            raise ConfigurationError(
-                "Both LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH are required "
-                "(or set LAKEBASE_AUTOSCALING_ENDPOINT instead)."
-            )
-        branch = _branch_name(
-            settings.lakebase_autoscaling_project, settings.lakebase_autoscaling_branch
-        )
-        return LakebaseSpec(LakebaseKind.BRANCH, branch, **common)
-    if settings.on_databricks_app and settings.pghost and not settings.pgpassword:
-        # A Databricks App with a database resource: PG* are injected, without a password.
-        return LakebaseSpec(LakebaseKind.INSTANCE_HOST, settings.pghost, user=settings.pguser,
-                            **common)  # fmt: skip
-    return None
-
-
-def _looks_like_host(value: str) -> bool:
-    return "." in value or value == "localhost"
-
-
-def _branch_name(project: str, branch: str) -> str:
-    project = project.strip().removeprefix("projects/")
-    branch = branch.strip()
-    if branch.startswith("projects/"):
-        return branch
-    return f"projects/{project}/branches/{branch.removeprefix('branches/')}"
-
-
-# --- user-facing texts (REFERENCE 7), followed by the specific cause -----------------------
-
-
-def failure_text(name: str, settings: Settings, cause: str) -> str:
-    if settings.on_databricks_app:
-        head = (
-            f"Failed to connect to Lakebase instance '{name}'. The App Service Principal for "
-            f"'{settings.databricks_app_name}' may not have access.\n"
-            "To give it access:\n"
-            "1. Open the app in the Databricks UI and click Edit\n"
-            "2. Go to App resources > Add resource\n"
-            f"3. Add the Lakebase instance '{name}' with Can connect and create\n"
-            "4. Grant the Postgres privileges (README: Deploy to Databricks Apps)"
-        )
-    else:
-        head = (
-            f"Failed to connect to Lakebase instance '{name}'. Please verify:\n"
-            "1. The instance name is correct\n"
-            "2. You have the necessary permissions to access the instance\n"
-            "3. Your Databricks authentication is configured correctly"
-        )
-    return f"{head}\nCause: {cause}"
-
-
-def instance_names(w: WorkspaceClient) -> list[str]:
-    """The workspace's Lakebase instances, for hints; empty when they cannot be listed."""
-    try:
-        return sorted(str(i.name) for i in w.database.list_database_instances())
-    except Exception:  # only a hint: the message is useful without it
-        return []
-
-
-class LakebaseError(DatabaseUnavailableError):
-    """A Lakebase connection failed; the message is the reference text plus the cause."""
+__all__ = [
+    "DATABASE",
+    "DEFAULT_PORT",
+    "LIFETIME_SHARE",
+    "REFRESH_AFTER",
+    "Credential",
+    "LakebaseConnector",
+    "LakebaseError",
+    "LakebaseKind",
+    "LakebaseSpec",
+    "configured_targets",
+    "create_role_sql",
+    "failure_text",
+    "identity_kind",
+    "instance_names",
+    "is_uuid",
+    "lakebase_spec",
+    "sql_identifier",
+    "sql_literal",
+]
 
 
 # --- the connector --------------------------------------------------------------------------
