@@ -100,17 +100,16 @@ class AsyncLakebaseClient(PrivilegeApi):
 
     async def _run(self, program: ops.Program[T]) -> T:
         await self.open()
+        step = ops.start(program)
+        while isinstance(step, ops.Query):
+            step = ops.advance(program, await self._attempt(step))
+        return step.value  # type: ignore[no-any-return]
+
+    async def _attempt(self, query: ops.Query) -> ops.Rows | psycopg.Error:
         try:
-            query = next(program)
-            while True:
-                try:
-                    rows = await self._query(query)
-                except psycopg.Error as error:
-                    query = program.throw(error)
-                else:
-                    query = program.send(rows)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return await self._query(query)
+        except psycopg.Error as error:
+            return error
 
     async def _query(self, query: ops.Query) -> ops.Rows:
         assert self._pool is not None

@@ -96,17 +96,16 @@ class LakebaseClient(PrivilegeApi):
     # --- the driver ------------------------------------------------------------------------
 
     def _run(self, program: ops.Program[T]) -> T:
+        step = ops.start(program)
+        while isinstance(step, ops.Query):
+            step = ops.advance(program, self._attempt(step))
+        return step.value  # type: ignore[no-any-return]
+
+    def _attempt(self, query: ops.Query) -> ops.Rows | psycopg.Error:
         try:
-            query = next(program)
-            while True:
-                try:
-                    rows = self._query(query)
-                except psycopg.Error as error:
-                    query = program.throw(error)
-                else:
-                    query = program.send(rows)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return self._query(query)
+        except psycopg.Error as error:
+            return error
 
     def _query(self, query: ops.Query) -> ops.Rows:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:

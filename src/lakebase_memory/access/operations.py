@@ -49,6 +49,34 @@ class Query:
 
 Program = Generator[Query, Rows, T]
 
+
+@dataclass(frozen=True)
+class Done:
+    """A program's result (see `advance`)."""
+
+    value: Any
+
+
+def start(program: Program[T]) -> Query | Done:
+    """A program's first query (or, with none, `Done` with its result)."""
+    try:
+        return next(program)
+    except StopIteration as done:
+        return Done(done.value)
+
+
+def advance(program: Program[T], outcome: Rows | psycopg.Error) -> Query | Done:
+    """One step of a driver: send the last query's rows (or throw its error) into `program`;
+    its next query, or `Done` with its result. Both clients' drivers are this loop around
+    their own way of running a query."""
+    try:
+        if isinstance(outcome, psycopg.Error):
+            return program.throw(outcome)
+        return program.send(outcome)
+    except StopIteration as done:
+        return Done(done.value)
+
+
 # The extension is missing from this server: "extension ... is not available" (0A000 since
 # PostgreSQL 15, 58P01 "could not open extension control file" before).
 EXTENSION_UNAVAILABLE = ("0A000", "58P01")
