@@ -16,6 +16,7 @@ from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.server import responses_api, threads_api
 from lakebase_memory.server.errors import api_error_for, error_body, install_error_handlers
 from lakebase_memory.server.headers import SecurityHeaders
+from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.limits import BodySizeLimit
 from lakebase_memory.server.runtime import AppRuntime
 from lakebase_memory.ui import CONTENT_SECURITY_POLICY, UI_PATHS, mount_ui
@@ -64,6 +65,10 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
             body = {"status": "unhealthy", **error_body(api_error.code, api_error.message)}
             return JSONResponse(body, status_code=503)
         return {"status": "healthy"}
+
+    @app.get("/api/me", summary="Who the server thinks the caller is")
+    async def me(request: Request) -> dict[str, str]:
+        return {"user": caller_id(request, request.app.state.runtime.settings)}
 
     @app.get("/agent/info", summary="What this agent is")
     async def agent_info(request: Request) -> dict[str, Any]:

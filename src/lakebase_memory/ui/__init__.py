@@ -1,14 +1,15 @@
-"""The web chat UI: static files served by the app itself (no CDN, no Node at run time)."""
+"""The web chat UI: static files served by the app itself (no CDN, no Node at run time).
+
+Only files: what the page asks the server (`/api/me`, `/api/threads`, `/responses`) is the
+server's (`lakebase_memory.server`), so this package depends on nothing of the project."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-
-from lakebase_memory.server.identity import caller_id
 
 STATIC = Path(__file__).parent / "static"
 
@@ -30,11 +31,6 @@ async def index() -> FileResponse:
         STATIC / "index.html",
         headers={"Cache-Control": "no-cache"},  # its CSP comes with the security headers
     )
-
-
-@router.get("/api/me", summary="Who the server thinks the caller is")
-async def me(request: Request) -> dict[str, str]:
-    return {"user": caller_id(request, request.app.state.runtime.settings)}
 
 
 def mount_ui(app: FastAPI) -> None:
