@@ -188,19 +188,17 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 @contextlib.asynccontextmanager
 async def connection_peak(admin: str, dbname: str) -> AsyncIterator[dict[str, Any]]:
-    """The most connections to `dbname` seen while the block runs (sampled every 0.2 s from
-    its first second on: the start-up's own logins, closed by then, can linger a moment in
-    `pg_stat_activity` while their backends exit)."""
+    """The most client connections to `dbname` seen while the block runs (sampled every
+    0.2 s), and which they were at that moment."""
     seen: dict[str, Any] = {"peak": 0, "at_peak": []}
     stop = asyncio.Event()
 
     async def sample() -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             query = (
                 "SELECT pid, application_name, state, backend_start::text, left(query, 80) "
-                "FROM pg_stat_activity WHERE datname = %s"
+                # Client backends only: autovacuum's workers show under the database too.
+                "FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
             )
             while not stop.is_set():
                 rows = await (await conn.execute(query, (dbname,))).fetchall()

@@ -30,11 +30,10 @@ def test_fifty_streaming_clients_for_a_minute_one_process_and_two(pg_admin: str)
         assert run["errors"] == {}, run["error_samples"]
         assert run["turns"] >= 50  # every client finished at least one turn
         assert run["seconds"] >= 60
-        # Each process's pool holds at most its share. One connection more has been seen at
-        # times under load (not pinned down yet: test-artifacts/load.json lists the
-        # connections at the peak); the 3 kept out of the budget absorb it.
+        # Each process's pool holds at most its share (client backends: autovacuum's
+        # workers also show under the database).
         pools = run["workers"] * run["pool_max_size"]
-        assert run["peak_connections"] <= pools + 1, run["connections_at_peak"]
+        assert run["peak_connections"] <= pools, run["connections_at_peak"]
     fencing = result["fencing"]
     assert fencing["outcomes"] == {load.FENCED: RACES}
     assert fencing["stored_wrong"] == []

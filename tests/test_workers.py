@@ -102,7 +102,9 @@ def test_two_workers_on_the_embedded_database(scratch_dir: Path) -> None:
 def connections_to(admin: str, dbname: str) -> int:
     with psycopg.connect(admin, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = %s AND backend_type = 'client backend'",
+            (dbname,),
         ).fetchone()
     assert row is not None
     return int(row[0])
