@@ -15,16 +15,14 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from lakebase_memory.database.borrow import borrow, require_autocommit
+from lakebase_memory.database.borrow import borrow
 from lakebase_memory.database.reconnect import again_if_dropped
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.api import PLAIN, Call, LinearSaverApi, Make
-from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
     BEGIN,
     DEFAULT_LEASE_SECONDS,
@@ -77,19 +75,11 @@ class AsyncLinearPostgresSaver(LinearSaverApi):
     `AsyncPostgresSaver`'s; on the loop's thread use the `a`-methods.
     """
 
-    def __init__(
-        self,
-        conn: AsyncConn,
-        *,
-        serde: SerializerProtocol | None = None,
-        cache_threads: int = DEFAULT_MAX_THREADS,
-    ) -> None:
-        super().__init__(serde=serde, cache_threads=cache_threads)
-        if isinstance(conn, AsyncConnection):
-            require_autocommit(conn, type(self).__name__)
-        self.conn = conn
-        self._conn_lock = asyncio.Lock() if isinstance(conn, AsyncConnection) else None
-        self._saving: dict[tuple[str, str, str], asyncio.Event] = {}  # checkpoints in flight
+    _single = AsyncConnection
+    _lock = asyncio.Lock
+
+    def __init__(self, conn: AsyncConn, **options: Any) -> None:
+        super().__init__(conn, **options)
         # Leases whose release failed (the database was away), retried in the background.
         self._unreleased: dict[str, str] = {}  # thread id -> turn id
         self._releasing: set[asyncio.Task[None]] = set()
@@ -98,17 +88,14 @@ class AsyncLinearPostgresSaver(LinearSaverApi):
     @classmethod
     @asynccontextmanager
     async def from_conn_string(
-        cls,
-        conn_string: str,
-        *,
-        serde: SerializerProtocol | None = None,
-        cache_threads: int = DEFAULT_MAX_THREADS,
+        cls, conn_string: str, **options: Any
     ) -> AsyncIterator[AsyncLinearPostgresSaver]:
-        """A saver on one new connection, closed when the context ends."""
+        """A saver on one new connection, closed when the context ends; `options` are the
+        constructor's (`serde`, `cache_threads`)."""
         async with await AsyncConnection.connect(
             conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
         ) as conn:
-            yield cls(conn, serde=serde, cache_threads=cache_threads)
+            yield cls(conn, **options)
 
     async def setup(self) -> None:
         """Create or upgrade the stock checkpoint tables and the message log tables."""

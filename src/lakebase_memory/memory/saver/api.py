@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -25,7 +25,10 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from lakebase_memory.database.borrow import require_autocommit
+from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
     AfterCommit,
     BaseLinearSaver,
@@ -53,7 +56,32 @@ PLAIN = Call()
 
 
 class LinearSaverApi(BaseLinearSaver):
-    """`BaseCheckpointSaver`'s methods (sync and async) over a driver's `_call` / `_acall`."""
+    """`BaseCheckpointSaver`'s methods (sync and async) over a driver's `_call` / `_acall`.
+
+    The constructor is the drivers' too: `conn` is a single connection of the driver's kind
+    (`_single`, used by one call at a time under a `_lock`) or a pool of them (each call
+    borrows its own); either must be in autocommit, since the saver runs its own
+    transactions.
+    """
+
+    _single: ClassVar[type]  # the driver's connection class
+    _lock: ClassVar[Callable[[], Any]]  # the driver's lock (threading or asyncio)
+
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        serde: SerializerProtocol | None = None,
+        cache_threads: int = DEFAULT_MAX_THREADS,
+    ) -> None:
+        super().__init__(serde=serde, cache_threads=cache_threads)
+        single = isinstance(conn, self._single)
+        if single:
+            require_autocommit(conn, type(self).__name__)
+        self.conn = conn
+        # Only a single shared connection needs it: a pool hands each call its own.
+        self._conn_lock = self._lock() if single else None
+        self._saving: dict[CheckpointKey, Any] = {}  # checkpoints in flight, by key
 
     def _call(self, make: Make[T], how: Call = PLAIN) -> T:
         """Run the operation to its result."""

@@ -11,16 +11,14 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from lakebase_memory.database.borrow import borrow_sync, require_autocommit
+from lakebase_memory.database.borrow import borrow_sync
 from lakebase_memory.database.reconnect import again_if_dropped_sync
 from lakebase_memory.memory.saver import sql
 from lakebase_memory.memory.saver.api import PLAIN, Call, LinearSaverApi, Make
-from lakebase_memory.memory.saver.cache import DEFAULT_MAX_THREADS
 from lakebase_memory.memory.saver.ops import (
     BEGIN,
     DEFAULT_LEASE_SECONDS,
@@ -75,35 +73,21 @@ class LinearPostgresSaver(LinearSaverApi):
         cache_threads: how many threads' decoded messages to keep in memory (0: none).
     """
 
-    def __init__(
-        self,
-        conn: SyncConn,
-        *,
-        serde: SerializerProtocol | None = None,
-        cache_threads: int = DEFAULT_MAX_THREADS,
-    ) -> None:
-        super().__init__(serde=serde, cache_threads=cache_threads)
-        if isinstance(conn, Connection):
-            require_autocommit(conn, type(self).__name__)
-        self.conn = conn
-        # Only a single shared connection needs it: a pool hands each call its own.
-        self._conn_lock = threading.Lock() if isinstance(conn, Connection) else None
-        self._saving: dict[tuple[str, str, str], threading.Event] = {}  # checkpoints in flight
+    _single = Connection
+    _lock = threading.Lock
+
+    def __init__(self, conn: SyncConn, **options: Any) -> None:
+        super().__init__(conn, **options)
 
     @classmethod
     @contextmanager
-    def from_conn_string(
-        cls,
-        conn_string: str,
-        *,
-        serde: SerializerProtocol | None = None,
-        cache_threads: int = DEFAULT_MAX_THREADS,
-    ) -> Iterator[LinearPostgresSaver]:
-        """A saver on one new connection, closed when the context ends."""
+    def from_conn_string(cls, conn_string: str, **options: Any) -> Iterator[LinearPostgresSaver]:
+        """A saver on one new connection, closed when the context ends; `options` are the
+        constructor's (`serde`, `cache_threads`)."""
         with Connection.connect(
             conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
         ) as conn:
-            yield cls(conn, serde=serde, cache_threads=cache_threads)
+            yield cls(conn, **options)
 
     def setup(self) -> None:
         """Create or upgrade the stock checkpoint tables and the message log tables.
