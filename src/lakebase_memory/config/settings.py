@@ -23,6 +23,15 @@ class ModelBackend(StrEnum):
     ECHO = "echo"
 
 
+class EmbeddingBackend(StrEnum):
+    """What turns the long-term memory store's items into vectors (`agent.models.embeddings`)."""
+
+    NONE = "none"  # no vectors: the store searches by PostgreSQL full-text search only
+    OPENAI = "openai"  # an OpenAI-compatible embeddings endpoint (OPENAI_BASE_URL/API_KEY)
+    DATABRICKS = "databricks"  # a Databricks model serving endpoint
+    HASH = "hash"  # offline and deterministic: hashed words (tests, demos; no meaning)
+
+
 class ContextPolicy(StrEnum):
     """What the model is sent of a thread longer than its window (`agent.context`)."""
 
@@ -76,6 +85,34 @@ class Settings(BaseSettings):
     model_context_policy: ContextPolicy = Field(
         ContextPolicy.SUMMARIZE,
         description="A thread longer than the window: summarize | trim | off.",
+    )
+
+    # --- tools and long-term memory ---------------------------------------------------------
+    agent_tools: bool | None = Field(
+        None,
+        description="Give the agent its tools (memory, MCP): default on, off for the local model.",
+    )
+    embedding_backend: EmbeddingBackend = Field(
+        EmbeddingBackend.NONE,
+        description="Vectors for memory search: none (full-text) | openai | databricks | hash.",
+    )
+    embedding_model: str | None = Field(
+        None,
+        description="Embedding model (openai) or serving endpoint (databricks; default "
+        "databricks-gte-large-en).",
+    )
+    embedding_dims: int | None = Field(
+        None, ge=1, le=16_000, description="Dimensions of the embeddings (default per backend)."
+    )
+    memory_item_ttl_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Forget a memory not read or written for this long (default: never).",
+    )
+    mcp_servers: str | None = Field(
+        None,
+        description="MCP tool servers, as JSON: {name: {url, transport[, headers]}} "
+        "(needs the `mcp` extra).",
     )
 
     # --- database --------------------------------------------------------------------------
@@ -162,6 +199,11 @@ class Settings(BaseSettings):
         "openai_api_key",
         "openai_model",
         "llm_endpoint_name",
+        "embedding_model",
+        "embedding_dims",
+        "memory_item_ttl_minutes",
+        "mcp_servers",
+        "agent_tools",
         "database_url",
         "pghost",
         "lakebase_instance_name",
@@ -195,6 +237,14 @@ class Settings(BaseSettings):
                 f"MODEL_CONTEXT_TOKENS ({tokens}): the rest holds the conversation."
             )
         return self
+
+    @property
+    def tools_enabled(self) -> bool:
+        """Tools by default, but not for the local model: 135 M parameters do not call tools
+        reliably (set AGENT_TOOLS=true to try)."""
+        if self.agent_tools is None:
+            return self.model_backend is not ModelBackend.LOCAL
+        return self.agent_tools
 
     @property
     def on_databricks_app(self) -> bool:

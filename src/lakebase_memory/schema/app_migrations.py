@@ -23,6 +23,11 @@ CHECKPOINT_TABLES = (
 )
 # The linear saver's message log (migration 0002), in the chat schema where the grants reach.
 MESSAGE_LOG_TABLES = ("checkpoint_threads", "checkpoint_messages")
+# The long-term memory store (LangGraph's PostgresStore layout, created by its own migrations,
+# in the checkpoint schema as the reference's DatabricksStore has them).
+STORE_TABLES = ("store_migrations", "store")
+# Only where an embedding model is configured: pgvector's table of the store's embeddings.
+VECTOR_TABLES = ("vector_migrations", "store_vectors")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from lakebase_memory.schema.app_migrations import (
     MIGRATIONS,
 )
 from lakebase_memory.schema.privileges import missing_privileges
+from lakebase_memory.schema.store_schema import ensure_store_tables
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +43,19 @@ CHECKPOINT_MIGRATIONS = AsyncPostgresSaver.MIGRATIONS
 Connection = psycopg.AsyncConnection[DictRow]
 
 
-async def ensure_schema(conninfo: str, checkpoint_schema: str = "public") -> list[str]:
-    """Bring the database up to date; return a line per object created or migration applied."""
+async def ensure_schema(
+    conninfo: str, checkpoint_schema: str = "public", vector_dims: int | None = None
+) -> list[str]:
+    """Bring the database up to date; return a line per object created or migration applied.
+
+    `vector_dims`: the embeddings' dimensions when the memory store searches by meaning."""
     async with await psycopg.AsyncConnection.connect(conninfo, **CONNECTION_KWARGS) as conn:
         await _acquire_lock(conn)
         try:
             done: list[str] = []
             done += await _ensure_schema_exists(conn, checkpoint_schema)
             done += await _migrate_checkpoints(conn, checkpoint_schema)
+            done += await ensure_store_tables(conn, checkpoint_schema, vector_dims)
             done += await _ensure_schema_exists(conn, BOOKKEEPING_SCHEMA)
             done += await _ensure_schema_exists(conn, CHAT_SCHEMA)
             done += await _migrate_app(conn)

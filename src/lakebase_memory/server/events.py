@@ -4,6 +4,10 @@ created > in_progress > per message: output_item.added > content_part.added >
 output_text.delta... > output_text.done > content_part.done > output_item.done >
 completed (with custom_outputs.thread_id). Every event carries a sequence_number.
 
+A tool call the model makes is a `function_call` item: output_item.added >
+function_call_arguments.delta... > function_call_arguments.done > output_item.done; the tool's
+result, a `function_call_output` item (output_item.added > output_item.done).
+
 `custom_outputs.context`, when the model's window is managed (MODEL_CONTEXT_POLICY is not
 `off`), says what the answer was made from: `tokens_sent`, `messages_sent`,
 `messages_left_out` and whether a summary of those was sent (`summarized`).
@@ -17,15 +21,25 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from lakebase_memory.memory import message_uuid
 from lakebase_memory.memory.history import message_text
 from lakebase_memory.server.protocol import item_id_for, message_item, output_items
 
 Event = dict[str, Any]
+
+
+@dataclass
+class StreamedCall:
+    """A function_call item whose arguments are being streamed."""
+
+    item: dict[str, Any]
+    output_index: int
+    arguments: list[str] = field(default_factory=list)
 
 
 class ResponseEvents:
@@ -38,6 +52,7 @@ class ResponseEvents:
         self._open_item: str | None = None  # id of the message being streamed
         self._open_text: list[str] = []
         self._context: dict[str, Any] | None = None  # what the answer was made from
+        self._calls: dict[int, StreamedCall] = {}  # by the chunks' tool call index
 
     # --- the response envelope ------------------------------------------------------------
 
@@ -87,6 +102,19 @@ class ResponseEvents:
         events.append(self._event("response.output_text.delta", **self._where(), delta=delta))
         return events
 
+    def tool_call_delta(self, chunk: AIMessageChunk) -> list[Event]:
+        """Events for the tool call pieces of a streamed chunk: a call's first piece opens
+        its item, every piece streams its arguments."""
+        events: list[Event] = []
+        for piece in chunk.tool_call_chunks:
+            index = piece.get("index") or 0
+            if index not in self._calls:
+                call_id = piece.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+                events += self._open_call(index, call_id, piece.get("name") or "")
+            if piece.get("args"):
+                events += self._call_delta(self._calls[index], piece["args"] or "")
+        return events
+
     def final_message(self, message: BaseMessage) -> list[Event]:
         """A message the agent finished: close its streamed item, or emit it whole."""
         events: list[Event] = []
@@ -104,6 +132,11 @@ class ResponseEvents:
                             self._event("response.output_text.delta", **self._where(), delta=text)
                         )
                 events += self._close(message_text(message), chat_message_id(message))
+            elif item["type"] == "function_call":
+                if not self._calls:  # not streamed (a model that answers whole): now
+                    events += self._open_call(-1, item["call_id"], item["name"])
+                    events += self._call_delta(self._calls[-1], item["arguments"])
+                events += self._close_call(item)
             else:
                 index = len(self.output)
                 self.output.append(item)
@@ -112,6 +145,33 @@ class ResponseEvents:
                 events.append(self._event("response.output_item.done", output_index=index,
                                           item=item))  # fmt: skip
         return events
+
+    def _open_call(self, index: int, call_id: str, name: str) -> list[Event]:
+        item = {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id,
+                "name": name, "arguments": "", "status": "in_progress"}  # fmt: skip
+        opened = (self._open_item is not None) + len(self._calls)
+        call = self._calls[index] = StreamedCall(item, len(self.output) + opened)
+        return [self._event("response.output_item.added", output_index=call.output_index,
+                            item=dict(item))]  # fmt: skip
+
+    def _call_delta(self, call: StreamedCall, delta: str) -> list[Event]:
+        call.arguments.append(delta)
+        return [self._event("response.function_call_arguments.delta", item_id=call.item["id"],
+                            output_index=call.output_index, delta=delta)]  # fmt: skip
+
+    def _close_call(self, item: dict[str, Any]) -> list[Event]:
+        """Finish the streamed item of this call (the first one open, if its id is unknown)."""
+        index = next((i for i, c in self._calls.items() if c.item["call_id"] == item["call_id"]),
+                     next(iter(self._calls)))  # fmt: skip
+        call = self._calls.pop(index)
+        done = {**item, "id": call.item["id"]}
+        self.output.append(done)
+        where = {"item_id": done["id"], "output_index": call.output_index}
+        return [
+            self._event("response.function_call_arguments.done", **where,
+                        arguments=done["arguments"]),
+            self._event("response.output_item.done", output_index=call.output_index, item=done),
+        ]  # fmt: skip
 
     def _open(self, item_id: str) -> list[Event]:
         self._open_item = item_id

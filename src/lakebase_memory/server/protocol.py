@@ -95,6 +95,25 @@ InputItem = Annotated[
 ]
 
 
+class FunctionTool(BaseModel):
+    """A tool the client runs itself (Responses `tools` entry of type `function`): the model
+    may call it; the turn then ends with the call, and the client sends the result."""
+
+    type: Literal["function"] = "function"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = Field(None, max_length=4096)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    def for_model(self) -> dict[str, Any]:
+        """The OpenAI chat tool definition `bind_tools` takes."""
+        parameters = self.parameters or {"type": "object", "properties": {}}
+        function: dict[str, Any] = {"name": self.name, "parameters": parameters}
+        if self.description:
+            function["description"] = self.description
+        return {"type": "function", "function": function}
+
+
 class RequestContext(BaseModel):
     model_config = ConfigDict(extra="allow")
     conversation_id: str | None = None
@@ -112,6 +131,9 @@ class ResponsesRequest(BaseModel):
     custom_inputs: dict[str, Any] | None = None
     context: RequestContext | None = None
     stream: bool = False
+    tools: list[FunctionTool] | None = Field(
+        None, max_length=128, description="Functions the client runs (Responses `tools`)."
+    )
 
     @field_validator("input", mode="before")
     @classmethod

@@ -9,17 +9,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import TTLConfig
+from langgraph.store.postgres.base import PostgresIndexConfig
 
 from lakebase_memory.agent import build_graph, close_model
 from lakebase_memory.agent.context import ContextPlanner
 from lakebase_memory.agent.models import open_model
+from lakebase_memory.agent.models.embeddings import EmbeddingModel, build_embeddings
+from lakebase_memory.agent.tools import open_tools
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget, Pool, open_pool, open_target
 from lakebase_memory.database.pool import probe_server
 from lakebase_memory.database.watch import EmbeddedWatch
+from lakebase_memory.errors import ConfigurationError
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
 from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
+from lakebase_memory.memory.store import AsyncMemoryStore
 from lakebase_memory.schema import ensure_schema
 from lakebase_memory.server.retention import RetentionTask
 
@@ -34,6 +41,8 @@ class AppRuntime:
     server_version: str
     pool: Pool
     checkpointer: AsyncLinearPostgresSaver
+    store: AsyncMemoryStore  # long-term memory: what the agent remembers of each user
+    tool_names: list[str]  # the server's tools the agent may call
     graph: CompiledStateGraph
     threads: ThreadCatalogue
     messages: ChatMessages
@@ -63,7 +72,12 @@ class AppRuntime:
             facts = await probe_server(target)
             version = facts.version
             pool_size = facts.pool_size(settings)
-            created = await ensure_schema(await target.login_conninfo(), settings.checkpoint_schema)
+            embedding = await asyncio.to_thread(build_embeddings, settings)
+            created = await ensure_schema(
+                await target.login_conninfo(),
+                settings.checkpoint_schema,
+                vector_dims=None if embedding is None else embedding.dims,
+            )
             for line in created:
                 logger.info("created %s", line)
             pool = await open_pool(
@@ -72,6 +86,8 @@ class AppRuntime:
             opened = await open_model(settings, model)
             model = opened.chat
             checkpointer = make_checkpointer(pool)
+            store = open_store(pool, settings, embedding)
+            tools = await open_tools(settings)
             planner = ContextPlanner(
                 model, opened.tokens, opened.window, settings.system_prompt, opened.prepare_ahead
             )
@@ -81,7 +97,9 @@ class AppRuntime:
                 server_version=version,
                 pool=pool,
                 checkpointer=checkpointer,
-                graph=build_graph(model, settings.system_prompt, checkpointer, planner=planner),
+                store=store,
+                tool_names=[tool.name for tool in tools],
+                graph=agent_graph(model, settings, checkpointer, planner, tools, store),
                 threads=ThreadCatalogue(pool, settings.checkpoint_schema),
                 messages=ChatMessages(pool),
                 model=model,
@@ -138,3 +156,36 @@ class AppRuntime:
             finally:
                 if self.owns_model:
                     await close_model(self.model)
+
+
+def open_store(
+    pool: Pool, settings: Settings, embedding: EmbeddingModel | None
+) -> AsyncMemoryStore:
+    """The long-term memory store on the app's pool: by meaning and words with an embedding
+    model, by words alone without; expired items are never read (retention deletes them)."""
+    ttl: TTLConfig = {"refresh_on_read": True, "omit_expired": True}
+    if settings.memory_item_ttl_minutes is not None:
+        ttl["default_ttl"] = settings.memory_item_ttl_minutes
+    index: PostgresIndexConfig | None = None
+    if embedding is not None:
+        index = {"dims": embedding.dims, "embed": embedding.embeddings}
+    return AsyncMemoryStore(pool, index=index, ttl=ttl)
+
+
+def agent_graph(
+    model: BaseChatModel,
+    settings: Settings,
+    checkpointer: AsyncLinearPostgresSaver,
+    planner: ContextPlanner,
+    tools: list[BaseTool],
+    store: AsyncMemoryStore,
+) -> CompiledStateGraph:
+    try:
+        return build_graph(
+            model, settings.system_prompt, checkpointer, planner=planner, tools=tools, store=store
+        )
+    except NotImplementedError as error:  # the model's class has no bind_tools
+        raise ConfigurationError(
+            f"The {type(model).__name__} model cannot call tools. Set AGENT_TOOLS=false to run "
+            "it without tools (no long-term memory tools then)."
+        ) from error

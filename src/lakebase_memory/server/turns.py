@@ -27,7 +27,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 
 from lakebase_memory.agent.context import EstimatedTokens, message_tokens
-from lakebase_memory.agent.graph import AGENT_NODE
+from lakebase_memory.agent.graph import AGENT_NODE, CLIENT_TOOLS_KEY
 from lakebase_memory.memory.history import message_text, new_messages
 from lakebase_memory.memory.saver.ops import read_only, with_turn
 from lakebase_memory.server.errors import ApiError
@@ -51,6 +51,7 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     """Everything that can fail with a clean status, before a stream starts."""
     thread_id = request.thread_id()
     incoming = request.messages()
+    _check_client_tools(runtime, request)
     await _check_each_fits(runtime, incoming)  # before anything is stored
     first_user_text = next((message_text(m) for m in incoming if isinstance(m, HumanMessage)), "")
     chat = await runtime.threads.claim(thread_id, user, first_user_text)
@@ -61,7 +62,10 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
     # The agent's graph reads the thread's cached messages as they are, not copies: none of
     # its nodes edits a message it is given (each returns new ones), so a turn does not pay
     # for a copy of the whole thread and its cost stays flat as the thread grows.
-    config = read_only(with_turn({"configurable": {"thread_id": thread_id}}, turn_id, user))
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if request.tools:
+        configurable[CLIENT_TOOLS_KEY] = [tool.for_model() for tool in request.tools]
+    config = read_only(with_turn({"configurable": configurable}, turn_id, user))
     try:
         return await _new_input(runtime, thread_id, incoming, config, turn_id, chat.created_at)
     except BaseException:
@@ -71,6 +75,21 @@ async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str
         )
         await asyncio.shield(runtime.spawn(release))
         raise
+
+
+def _check_client_tools(runtime: AppRuntime, request: ResponsesRequest) -> None:
+    """422 for a client tool the server cannot take: the model would not know which to run."""
+    names = [tool.name for tool in request.tools or ()]
+    taken = set(runtime.tool_names)
+    clashes = sorted({n for n in names if n in taken or names.count(n) > 1})
+    if clashes:
+        raise ApiError(
+            422,
+            "invalid_tools",
+            f"Tool names must be unique and not the server's own ({', '.join(sorted(taken))}): "
+            f"rename {', '.join(clashes)}.",
+            details={"names": clashes},
+        )
 
 
 async def _check_each_fits(runtime: AppRuntime, incoming: list[BaseMessage]) -> None:
@@ -176,6 +195,9 @@ async def _run_agent(
                 chunk, metadata = payload
                 if metadata.get("langgraph_node") != AGENT_NODE:
                     continue  # the summary's own model call: not the answer
+                if isinstance(chunk, AIMessageChunk) and chunk.tool_call_chunks:
+                    for event in events.tool_call_delta(chunk):
+                        yield event
                 if isinstance(chunk, AIMessageChunk) and message_text(chunk):
                     for event in events.text_delta(chunk.id, message_text(chunk)):
                         yield event

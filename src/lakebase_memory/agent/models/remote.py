@@ -55,26 +55,36 @@ class DatabricksAuth(httpx.Auth):
         yield request
 
 
+def databricks_http_clients(
+    settings: Settings, needed_by: str = "MODEL_BACKEND=databricks"
+) -> tuple[str, httpx.Client, httpx.AsyncClient]:
+    """The serving endpoints' base URL and HTTP clients signed with the SDK's credentials."""
+    try:
+        config = sdk_config(settings)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"Databricks authentication is not configured ({error}), and {needed_by} needs "
+            "it. Set DATABRICKS_HOST with DATABRICKS_TOKEN, or DATABRICKS_CONFIG_PROFILE, or run "
+            "`databricks auth login`."
+        ) from error
+    auth = DatabricksAuth(config)
+    base_url = f"{config.host.rstrip('/')}/serving-endpoints"
+    return base_url, httpx.Client(auth=auth), httpx.AsyncClient(auth=auth)
+
+
 def databricks_model(settings: Settings) -> BaseChatModel:
     if not settings.llm_endpoint_name:
         raise ConfigurationError(
             "MODEL_BACKEND=databricks needs LLM_ENDPOINT_NAME, the name of a model serving "
             "endpoint in your workspace (for example databricks-claude-sonnet-4)."
         )
-    try:
-        config = sdk_config(settings)
-    except ValueError as error:
-        raise ConfigurationError(
-            f"Databricks authentication is not configured ({error}). Set DATABRICKS_HOST with "
-            "DATABRICKS_TOKEN, or DATABRICKS_CONFIG_PROFILE, or run `databricks auth login`."
-        ) from error
-    auth = DatabricksAuth(config)
+    base_url, client, async_client = databricks_http_clients(settings)
     return ChatOpenAI(
         model=settings.llm_endpoint_name,
-        base_url=f"{config.host.rstrip('/')}/serving-endpoints",
+        base_url=base_url,
         api_key="databricks",  # type: ignore[arg-type]  # replaced by DatabricksAuth
-        http_client=httpx.Client(auth=auth),
-        http_async_client=httpx.AsyncClient(auth=auth),
+        http_client=client,
+        http_async_client=async_client,
         max_completion_tokens=settings.max_output_tokens,
         streaming=True,
         max_retries=1,

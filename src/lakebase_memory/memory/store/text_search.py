@@ -1,0 +1,163 @@
+"""Search by words, and by words and meaning together, over LangGraph's `store` table.
+
+LangGraph's PostgresStore searches by meaning only (pgvector) and, without an embedding
+model, ignores the query. This store answers a query in both cases:
+
+- without embeddings, PostgreSQL full-text search: `store.search_text`, a generated
+  `tsvector` of the item's key and every string in its value (English stemming), under a GIN
+  index; any word of the query may match, and items are ranked by `ts_rank_cd`;
+- with embeddings, hybrid: the vector candidates (LangGraph's nearest-neighbour query) and the
+  full-text candidates are fused by reciprocal rank (`1/(60 + rank)` summed over both lists),
+  so an exact word match counts even where the embedding misses it, and the reverse.
+
+The SQL is built here once and run by both the sync and the async store (LangGraph's own
+split: I/O-free query building in the base class, drivers around it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, cast
+
+import orjson
+from langgraph.store.base import SearchOp
+from langgraph.store.postgres.base import (
+    PLACEHOLDER,
+    BasePostgresStore,
+    PostgresIndexConfig,
+    _namespace_prefix_condition,
+    get_distance_operator,
+)
+
+TEXT_SEARCH_CONFIG = "english"
+# The generated column's expression: the key's words and every string in the value.
+SEARCH_TEXT_EXPRESSION = (
+    f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, translate(key, '_-.', '   ')) || "
+    f"jsonb_to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, value, '[\"string\"]')"
+)
+MAX_QUERY_WORDS = 32  # a longer query's later words add little and cost a bitmap each
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al.): dampens the top ranks
+_WORD = re.compile(r"\w+")
+
+Query = tuple[str, list[Any]]
+
+
+def tsquery_text(query: str) -> str:
+    """`query` as to_tsquery input: its words, any of which may match. Only `\\w` runs are
+    kept, so no user text reaches tsquery's own syntax."""
+    return " | ".join(_WORD.findall(query)[:MAX_QUERY_WORDS])
+
+
+class TextSearchMixin:
+    """Overrides BasePostgresStore's query building for searches that have a query."""
+
+    def _prepare_batch_search_queries(
+        self, search_ops: Sequence[tuple[int, SearchOp]]
+    ) -> tuple[list[Query], list[tuple[int, str]]]:
+        store = cast(BasePostgresStore[Any], self)
+        queries, embedding_requests = super()._prepare_batch_search_queries(search_ops)  # type: ignore[misc]
+        embedding_requests = []
+        for idx, (_, op) in enumerate(search_ops):
+            if not op.query:
+                continue  # LangGraph's listing query stands
+            if store.index_config:
+                queries[idx] = _hybrid_query(store, op)
+                embedding_requests.append((idx, op.query))
+            else:
+                queries[idx] = _text_query(store, op)
+        return queries, embedding_requests
+
+
+def _scope(store: BasePostgresStore[Any], op: SearchOp) -> Query:
+    """The WHERE clause every search of `op` shares: namespace, filter, expiry."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if op.namespace_prefix:
+        condition, ns_params = _namespace_prefix_condition(op.namespace_prefix)
+        clauses.append(condition)
+        params.extend(ns_params)
+    for key, value in (op.filter or {}).items():
+        if isinstance(value, dict):
+            for operator, operand in value.items():
+                condition, filter_params = store._get_filter_condition(key, operator, operand)
+                clauses.append(condition)
+                params.extend(filter_params)
+        else:
+            clauses.append("value->%s = %s::jsonb")
+            params.extend([key, orjson.dumps(value).decode()])
+    if store._omit_expired:
+        clauses.append("(store.expires_at IS NULL OR store.expires_at > now())")
+    return " AND ".join(clauses) or "TRUE", params
+
+
+def _text_query(store: BasePostgresStore[Any], op: SearchOp) -> Query:
+    scope, params = _scope(store, op)
+    sql = f"""
+        SELECT store.prefix, store.key, store.value, store.created_at, store.updated_at,
+               ts_rank_cd(store.search_text, q.query, 32) AS score
+        FROM store, to_tsquery('{TEXT_SEARCH_CONFIG}', %s) AS q(query)
+        WHERE store.search_text @@ q.query AND {scope}
+        ORDER BY score DESC, store.updated_at DESC
+        LIMIT %s OFFSET %s"""
+    return _refreshing(op, sql), [tsquery_text(op.query or ""), *params, op.limit, op.offset]
+
+
+def _hybrid_query(store: BasePostgresStore[Any], op: SearchOp) -> Query:
+    config = cast(PostgresIndexConfig, store.index_config)
+    vector_type = config.get("ann_index_config", {}).get("vector_type", "vector")
+    distance, _ = get_distance_operator(store)
+    distance = distance % ("%s", vector_type)
+    scope, params = _scope(store, op)
+    per_item = int(cast(dict[str, Any], config)["__estimated_num_vectors"])
+    candidates = (op.limit + op.offset) * per_item * 2 + 1
+    # The vector candidates' ORDER BY is the bare distance, ascending, with a LIMIT: the form
+    # pgvector's HNSW index serves.
+    sql = f"""
+        WITH by_meaning AS (
+            SELECT store.prefix, store.key, {distance} AS distance
+            FROM store JOIN store_vectors sv ON store.prefix = sv.prefix AND store.key = sv.key
+            WHERE {scope}
+            ORDER BY {distance}
+            LIMIT %s
+        ), meaning_ranks AS (
+            SELECT prefix, key, row_number() OVER (ORDER BY min(distance)) AS rank
+            FROM by_meaning GROUP BY prefix, key
+        ), word_ranks AS (
+            SELECT store.prefix, store.key,
+                   row_number() OVER (ORDER BY ts_rank_cd(store.search_text, q.query, 32) DESC)
+                       AS rank
+            FROM store, to_tsquery('{TEXT_SEARCH_CONFIG}', %s) AS q(query)
+            WHERE store.search_text @@ q.query AND {scope}
+            ORDER BY rank
+            LIMIT %s
+        ), fused AS (
+            SELECT prefix, key, sum(1.0 / ({RRF_K} + rank)) AS score
+            FROM (SELECT * FROM meaning_ranks UNION ALL SELECT * FROM word_ranks) ranks
+            GROUP BY prefix, key
+        )
+        SELECT store.prefix, store.key, store.value, store.created_at, store.updated_at,
+               fused.score
+        FROM fused JOIN store ON store.prefix = fused.prefix AND store.key = fused.key
+        ORDER BY fused.score DESC, store.updated_at DESC
+        LIMIT %s OFFSET %s"""
+    query_params = [
+        PLACEHOLDER, *params, PLACEHOLDER, candidates,
+        tsquery_text(op.query or ""), *params, candidates,
+        op.limit, op.offset,
+    ]  # fmt: skip
+    return _refreshing(op, sql), query_params
+
+
+def _refreshing(op: SearchOp, sql: str) -> str:
+    """`sql`, also moving the found items' expiry on when the search refreshes TTLs."""
+    if not op.refresh_ttl:
+        return sql
+    return f"""
+        WITH found AS ({sql}),
+        refreshed AS (
+            UPDATE store s SET expires_at = now() + (s.ttl_minutes || ' minutes')::interval
+            FROM found WHERE s.prefix = found.prefix AND s.key = found.key
+                AND s.ttl_minutes IS NOT NULL
+        )
+        SELECT * FROM found"""
