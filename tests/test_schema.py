@@ -8,32 +8,41 @@ import sys
 
 import psycopg
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.postgres import PostgresStore
 from psycopg import sql
 
 from conftest import ROOT, create_database, make_settings, say
+from lakebase_memory.agent.models.embeddings import HashEmbeddings
 from lakebase_memory.schema import (
     CHECKPOINT_TABLES,
     MIGRATIONS,
     ensure_schema,
     pending_migrations,
 )
+from lakebase_memory.schema.app_migrations import STORE_TABLES, VECTOR_TABLES
 
 COLUMNS = """
 SELECT table_name, column_name, data_type, is_nullable, column_default
 FROM information_schema.columns WHERE table_schema = %s AND table_name = ANY(%s)
 ORDER BY table_name, ordinal_position
 """
-INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname"
+INDEXES = (
+    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = ANY(%s) "
+    "ORDER BY indexname"
+)
 
 
-def shape(conninfo: str, schema: str = "public") -> tuple[list, list]:
+def shape(
+    conninfo: str,
+    schema: str = "public",
+    tables: tuple[str, ...] = CHECKPOINT_TABLES,
+    bookkeeping: str = "checkpoint_migrations",
+) -> tuple[list, list]:
     with psycopg.connect(conninfo) as conn:
-        columns = conn.execute(COLUMNS, (schema, list(CHECKPOINT_TABLES))).fetchall()
-        indexes = conn.execute(INDEXES, (schema,)).fetchall()
+        columns = conn.execute(COLUMNS, (schema, list(tables))).fetchall()
+        indexes = conn.execute(INDEXES, (schema, list(tables))).fetchall()
         versions = conn.execute(
-            sql.SQL("SELECT v FROM {}.checkpoint_migrations ORDER BY v").format(
-                sql.Identifier(schema)
-            )
+            sql.SQL("SELECT v FROM {} ORDER BY v").format(sql.Identifier(schema, bookkeeping))
         ).fetchall()
     return columns + versions, [(n, d.replace(f"{schema}.", "")) for n, d in indexes]
 
@@ -46,6 +55,29 @@ def test_checkpoint_tables_are_exactly_langgraphs(pg_admin: str) -> None:
     assert shape(ours) == shape(stock)
     assert any("checkpoint tables" in line for line in created)
     assert "migration 0001_chat_tables" in created
+
+
+def test_store_tables_are_langgraphs_plus_the_search_column(pg_admin: str) -> None:
+    ours, stock = create_database(pg_admin), create_database(pg_admin)
+    asyncio.run(ensure_schema(ours, vector_dims=8))
+    index = {"dims": 8, "embed": HashEmbeddings(8)}
+    with PostgresStore.from_conn_string(stock, index=index) as store:  # type: ignore[arg-type]
+        store.setup()
+    for tables, bookkeeping in ((STORE_TABLES, "store_migrations"),
+                                (VECTOR_TABLES, "vector_migrations")):  # fmt: skip
+        (our_columns, our_indexes), (stock_columns, stock_indexes) = (
+            shape(ours, tables=tables, bookkeeping=bookkeeping),
+            shape(stock, tables=tables, bookkeeping=bookkeeping),
+        )
+        extra_columns = [c for c in our_columns if c not in stock_columns]
+        extra_indexes = [i for i in our_indexes if i not in stock_indexes]
+        assert [c for c in stock_columns if c not in our_columns] == []
+        assert [i for i in stock_indexes if i not in our_indexes] == []
+        if tables == STORE_TABLES:
+            assert [c[1] for c in extra_columns] == ["search_text"]
+            assert [i[0] for i in extra_indexes] == ["store_search_text_idx"]
+        else:
+            assert extra_columns == extra_indexes == []
 
 
 def test_setup_is_idempotent_and_reports_nothing_the_second_time(database: str) -> None:

@@ -304,3 +304,188 @@ def test_shift_enter_adds_a_line_and_the_phone_layout(browser, database: str, se
     shot(page, "07-phone-sidebar")
     page.locator(".chat-item .open").first.click()
     expect(page.locator("#sidebar")).not_to_be_in_viewport()
+
+
+# -- long-term memory: the panel and the agent's tool calls -------------------------------
+
+
+def put_memory(server: LiveServer, key: str, value: dict, user: str | None = None) -> None:
+    headers = {"X-Forwarded-Email": user} if user else {}
+    with server.client(headers=headers) as client:
+        response = client.put(f"/api/memories/{quote(key, safe='')}", json={"value": value})
+        assert response.status_code == 200, response.text
+
+
+def open_memory_panel(page: Page) -> None:
+    """Open the panel unless it is (it stays open across reloads)."""
+    if page.locator("#toggle-memory").get_attribute("aria-expanded") != "true":
+        page.locator("#toggle-memory").click()
+    expect(page.locator("#memory-panel")).to_be_visible()
+    expect(page.locator("#toggle-memory")).to_have_attribute("aria-expanded", "true")
+
+
+def test_the_memory_panel_lists_searches_and_forgets(browser, database: str, serve) -> None:
+    server = serve(make_settings(database))
+    put_memory(server, "favourite_colour", {"fact": "my favourite colour is teal"})
+    put_memory(server, "pet", {"name": "Blue Moon", "kind": "cat"})
+    attack = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+    put_memory(server, "hostile/key <b>", {"fact": attack})
+    page = open_page(browser, server)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    expect(page.locator("#memory-panel")).to_be_hidden()
+    open_memory_panel(page)
+    items = page.locator(".memory-item")
+    expect(items.locator(".memory-key")).to_have_text(
+        ["hostile/key <b>", "pet", "favourite_colour"]
+    )
+    expect(items.locator(".memory-value")).to_have_text(
+        [attack, "kind: cat\nname: Blue Moon", "my favourite colour is teal"]  # jsonb's order
+    )
+    panel = page.locator("#memory-panel")
+    assert panel.locator("img, script, b").count() == 0  # shown as text
+    shot(page, "08-memory-panel")
+
+    page.locator("#memory-search").fill("teal colour")
+    expect(items.locator(".memory-key")).to_have_text(["favourite_colour"])
+    page.locator("#memory-search").fill("giraffe")
+    expect(items).to_have_count(0)
+    expect(page.locator("#memory-empty")).to_contain_text("No memory matches")
+    page.locator("#memory-search").fill("")
+    expect(items).to_have_count(3)
+
+    dialogs.clear()
+    items.filter(has_text="Blue Moon").locator(".forget").click()
+    expect(items.locator(".memory-key")).to_have_text(["hostile/key <b>", "favourite_colour"])
+    assert dialogs == ['Forget "pet"?']  # asked first (and accepted by open_page)
+    with server.client() as client:
+        assert client.get("/api/memories/pet").status_code == 404
+    page.reload()
+    open_memory_panel(page)
+    expect(items.locator(".memory-key")).to_have_text(["hostile/key <b>", "favourite_colour"])
+
+    page.locator("#forget-all").click()
+    expect(items).to_have_count(0)
+    expect(page.locator("#memory-empty")).to_contain_text("Nothing yet")
+    expect(page.locator("#forget-all")).to_be_hidden()
+    with server.client() as client:
+        assert client.get("/api/memories").json()["memories"] == []
+    page.locator("#close-memory").click()
+    expect(page.locator("#memory-panel")).to_be_hidden()
+    # Only the two confirmations: no alert of the hostile memory ever ran.
+    assert dialogs == [
+        'Forget "pet"?',
+        "Forget everything I remember about you? This cannot be undone.",
+    ]
+
+
+def test_each_user_sees_only_their_own_memories(browser, database: str, serve) -> None:
+    server = serve(make_settings(database, trust_forwarded_identity=True))
+    put_memory(server, "ada_fact", {"fact": "Ada's secret"}, user="ada@example.com")
+    put_memory(server, "bob_fact", {"fact": "Bob's note"}, user="bob@example.com")
+    bob = open_page(browser, server, user="bob@example.com")
+    open_memory_panel(bob)
+    expect(bob.locator(".memory-item .memory-value")).to_have_text(["Bob's note"])
+    expect(bob.get_by_text("Ada's secret")).to_have_count(0)
+    bob.locator(".memory-item .forget").click()
+    expect(bob.locator(".memory-item")).to_have_count(0)
+    ada = open_page(browser, server, user="ada@example.com")
+    open_memory_panel(ada)
+    expect(ada.locator(".memory-item .memory-value")).to_have_text(["Ada's secret"])
+
+
+def test_a_remembered_fact_shows_its_tool_call_and_lands_in_the_panel(
+    browser, database: str, serve
+) -> None:
+    server = serve(make_settings(database))
+    page = open_page(browser, server)
+    open_memory_panel(page)
+    expect(page.locator("#memory-empty")).to_contain_text("Nothing yet")
+    send(page, "Remember that my favourite colour is blue")
+    wait_idle(page)
+    answer = page.locator(".msg.assistant").last
+    call = answer.locator("details.tool-call")
+    expect(call).to_have_count(1)
+    expect(call.locator("summary .tool-name")).to_have_text("save_user_memory")
+    expect(call).not_to_have_attribute("open", "")  # collapsed
+    expect(call.locator(".tool-args")).to_be_hidden()
+    expect(last_answer(page)).to_contain_text("Tool save_user_memory answered")
+    # The panel was read again after the answer: the agent's memory is in it.
+    expect(page.locator(".memory-item .memory-key")).to_have_text(["my_favourite_colour_is_blue"])
+    expect(page.locator(".memory-item .memory-value")).to_have_text(["my favourite colour is blue"])
+
+    call.locator("summary").click()
+    expect(call.locator(".tool-args")).to_be_visible()
+    expect(call.locator(".tool-args")).to_contain_text(
+        '"memory_key": "my_favourite_colour_is_blue"'
+    )
+    expect(call.locator(".tool-output")).to_have_text(
+        "Successfully saved memory 'my_favourite_colour_is_blue' for user."
+    )
+    shot(page, "09-tool-call")
+
+    # From the thread's history: the same collapsed call, with its arguments and result.
+    page.reload()
+    expect(page.locator("#memory-panel")).to_be_visible()  # it stays open across reloads
+    expect(page.locator(".memory-item .memory-key")).to_have_text(["my_favourite_colour_is_blue"])
+    expect(page.locator(".msg")).to_have_count(2)
+    call = page.locator(".msg.assistant details.tool-call")
+    expect(call).to_have_count(1)
+    expect(call).not_to_have_attribute("open", "")
+    expect(call.locator("summary .tool-name")).to_have_text("save_user_memory")
+    call.locator("summary").click()
+    expect(call.locator(".tool-args")).to_contain_text("my_favourite_colour_is_blue")
+    expect(call.locator(".tool-output")).to_contain_text("Successfully saved memory")
+    expect(page.locator(".msg.assistant .bubble")).to_have_count(1)
+    expect(page.locator(".msg.assistant .vote-up")).to_have_count(1)
+
+    # A new chat recalls it through the memory tool.
+    page.locator("#new-chat").click()
+    send(page, "Recall my favourite colour")
+    wait_idle(page)
+    recall = page.locator(".msg.assistant details.tool-call")
+    expect(recall.locator("summary .tool-name")).to_have_text("get_user_memory")
+    expect(last_answer(page)).to_contain_text("my favourite colour is blue")
+
+    # Forgotten in the panel: the agent no longer finds it.
+    expect(page.locator("#memory-panel")).to_be_visible()  # still open in the new chat
+    page.locator(".memory-item .forget").click()
+    expect(page.locator(".memory-item")).to_have_count(0)
+    page.locator("#new-chat").click()
+    send(page, "Recall my favourite colour")
+    expect(last_answer(page)).to_contain_text("No memories found")
+
+
+def test_the_memory_panel_on_a_phone(browser, database: str, serve) -> None:
+    server = serve(make_settings(database))
+    put_memory(server, "answers", {"fact": "prefers short answers"})
+    page = open_page(browser, server, viewport={"width": 390, "height": 780}, is_mobile=True,
+                     has_touch=True)  # fmt: skip
+    open_memory_panel(page)
+    expect(page.locator("#memory-panel")).to_be_in_viewport()
+    expect(page.locator(".memory-item .memory-value")).to_have_text(["prefers short answers"])
+    shot(page, "10-phone-memory")
+    page.reload()  # on a phone it starts closed, though it was open: it would cover the chat
+    expect(page.locator("#input")).to_be_focused()
+    expect(page.locator("#memory-panel")).to_be_hidden()
+    open_memory_panel(page)
+    page.locator("#scrim").click(position={"x": 20, "y": 400})  # beside the panel: closes it
+    expect(page.locator("#memory-panel")).to_be_hidden()
+    expect(page.locator("#scrim")).to_be_hidden()
+
+
+def test_tool_arguments_and_results_cannot_inject_script(browser, database: str, serve) -> None:
+    server = serve(make_settings(database))
+    page = open_page(browser, server)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    send(page, "Remember that <img src=x onerror=alert(1)><script>alert(2)</script>")
+    wait_idle(page)
+    call = page.locator("details.tool-call")
+    call.locator("summary").click()
+    expect(call.locator(".tool-args")).to_contain_text("<img src=x onerror=alert(1)>")
+    page.reload()
+    page.locator("details.tool-call summary").click()
+    expect(page.locator(".tool-args")).to_contain_text("<script>alert(2)</script>")
+    assert page.locator("details.tool-call img, details.tool-call script").count() == 0
+    assert dialogs == []

@@ -30,7 +30,7 @@ from lakebase_memory.schema.app_migrations import (
     MIGRATIONS,
 )
 from lakebase_memory.schema.privileges import missing_privileges
-from lakebase_memory.schema.store_schema import ensure_store_tables
+from lakebase_memory.schema.store_schema import ensure_store_tables, pending_store_steps
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ async def pending_migrations(conn: Connection, checkpoint_schema: str = "public"
         for v in range(await _checkpoint_version(conn, checkpoint_schema) + 1,
                        len(CHECKPOINT_MIGRATIONS))
     ]  # fmt: skip
+    pending += await pending_store_steps(conn, checkpoint_schema, None)
     applied = await _applied_app_hashes(conn)
     pending += [m.name for m in MIGRATIONS if m.hash not in applied]
     return pending

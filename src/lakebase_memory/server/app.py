@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseChatModel
 
 from lakebase_memory import __version__
 from lakebase_memory.config import Settings, load_settings
-from lakebase_memory.server import responses_api, threads_api
+from lakebase_memory.server import memories_api, responses_api, threads_api
 from lakebase_memory.server.errors import api_error_for, error_body, install_error_handlers
 from lakebase_memory.server.headers import SecurityHeaders
 from lakebase_memory.server.identity import caller_id
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
     app.add_middleware(SecurityHeaders, ui_policy=CONTENT_SECURITY_POLICY, ui_paths=UI_PATHS)
     app.include_router(responses_api.router)
     app.include_router(threads_api.router)
+    app.include_router(memories_api.router)
     mount_ui(app)
 
     @app.get("/health", summary="Liveness, and whether the memory database answers")

@@ -98,7 +98,7 @@ class AppRuntime:
                 pool=pool,
                 checkpointer=checkpointer,
                 store=store,
-                tool_names=[tool.name for tool in tools],
+                tool_names=[tool.name for tool in tools] if can_call_tools(model) else [],
                 graph=agent_graph(model, settings, checkpointer, planner, tools, store),
                 threads=ThreadCatalogue(pool, settings.checkpoint_schema),
                 messages=ChatMessages(pool),
@@ -180,12 +180,20 @@ def agent_graph(
     tools: list[BaseTool],
     store: AsyncMemoryStore,
 ) -> CompiledStateGraph:
-    try:
-        return build_graph(
-            model, settings.system_prompt, checkpointer, planner=planner, tools=tools, store=store
-        )
-    except NotImplementedError as error:  # the model's class has no bind_tools
-        raise ConfigurationError(
-            f"The {type(model).__name__} model cannot call tools. Set AGENT_TOOLS=false to run "
-            "it without tools (no long-term memory tools then)."
-        ) from error
+    if tools and not can_call_tools(model):
+        if settings.agent_tools:
+            raise ConfigurationError(
+                f"AGENT_TOOLS is on, but the {type(model).__name__} model cannot call tools. "
+                "Set AGENT_TOOLS=false to run it without tools (no long-term memory tools then)."
+            )
+        logger.warning("the %s model cannot call tools: the agent runs without tools",
+                       type(model).__name__)  # fmt: skip
+        tools = []
+    return build_graph(
+        model, settings.system_prompt, checkpointer, planner=planner, tools=tools, store=store
+    )
+
+
+def can_call_tools(model: BaseChatModel) -> bool:
+    """Whether the model's class implements `bind_tools` (LangChain's default refuses)."""
+    return type(model).bind_tools is not BaseChatModel.bind_tools

@@ -121,6 +121,10 @@ async def delete_thread(request: Request, thread_id: str) -> Response:
 
 
 def _message_json(message: BaseMessage, votes: dict[str, bool]) -> dict[str, Any]:
+    """One message of a thread. An answer that called tools has `tool_calls` (each `call_id`,
+    `name` and `arguments`, the object the model gave); a tool's result is a message of role
+    `tool` naming its `call_id`, the tool's `name` and `status` (`success` or `error`), with
+    the tool's output as its `content`."""
     message_id = str(message_uuid(message))
     data: dict[str, Any] = {
         "id": message_id,
@@ -135,4 +139,6 @@ def _message_json(message: BaseMessage, votes: dict[str, bool]) -> dict[str, Any
         ]
     if isinstance(message, ToolMessage):
         data["call_id"] = message.tool_call_id
+        data["name"] = message.name
+        data["status"] = message.status
     return data

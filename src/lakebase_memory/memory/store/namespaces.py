@@ -1,14 +1,25 @@
-"""Where a user's memories live in the store: the reference's namespace, so a store written by
-the reference's agent (`("user_memories", user_id.replace(".", "-"))`) reads as it is."""
+"""Where a user's memories live in the store: the reference's namespace,
+`("user_memories", user_id.replace(".", "-"))`, so a store written by the reference's agent
+reads as it is for every user id without "-" or "%" (most e-mail addresses).
+
+The reference's mapping alone is not one-to-one: `john.smith@corp.com` and
+`john-smith@corp.com` would share one namespace, and read and delete each other's memories. So
+"%" and "-" are escaped first ("%25", "%2D"), and then "." becomes "-": every user id has a
+namespace of its own, and the mapping can be read backwards.
+"""
 
 from __future__ import annotations
 
 USER_MEMORIES = "user_memories"
 
 
-def user_namespace(user_id: str) -> tuple[str, str]:
+def user_label(user_id: str) -> str:
     # LangGraph's namespaces are dot-joined in the `prefix` column: a label may not hold one.
-    return (USER_MEMORIES, user_id.replace(".", "-"))
+    return user_id.replace("%", "%25").replace("-", "%2D").replace(".", "-")
+
+
+def user_namespace(user_id: str) -> tuple[str, str]:
+    return (USER_MEMORIES, user_label(user_id))
 
 
 def namespace_prefix(user_id: str) -> str:

@@ -1,73 +1,11 @@
 // The chat UI: a sidebar of the user's threads and one conversation, streamed over SSE.
 // Everything lives on the server (PostgreSQL); the page keeps only the selected thread id,
 // in the URL hash, so a reload or a server restart shows the same conversation.
+// Helpers are in common.js, tool calls and a thread's answers in tools.js, the memory panel
+// in memory.js.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const state = { threadId: null, threads: [], nextCursor: null, busy: false };
-
-// --- helpers -----------------------------------------------------------------------------
-
-// Icons are drawn inline (no icon font or emoji font needed on the machine).
-const ICONS = {
-  pencil: "M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4",
-  trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6",
-  up: "M7 11v9H4v-9h3zm0 0 4-8c1.5 0 2.5 1 2.5 2.5V9h5a2 2 0 0 1 2 2.3l-1.2 7A2 2 0 0 1 17.3 20H7",
-  down: "M17 13V4h3v9h-3zm0 0-4 8c-1.5 0-2.5-1-2.5-2.5V15h-5a2 2 0 0 1-2-2.3l1.2-7A2 2 0 0 1 6.7 4H17",
-};
-function icon(name) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("aria-hidden", "true");
-  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
-  path.setAttribute("d", ICONS[name]);
-  svg.append(path);
-  return svg;
-}
-
-function el(tag, attrs = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
-
-// Model and user text may contain HTML: render markdown, then sanitize (no scripts, no
-// event handlers, no javascript: links), then make links open safely in a new tab.
-DOMPurify.addHook?.("afterSanitizeAttributes", (node) => {
-  if (node.tagName === "A") {
-    node.setAttribute("target", "_blank");
-    node.setAttribute("rel", "noopener noreferrer");
-  }
-});
-function renderMarkdown(target, text) {
-  const html = marked.parse(text, { gfm: true, breaks: true });
-  target.innerHTML = DOMPurify.sanitize(html, { FORBID_TAGS: ["style", "form", "input"] });
-}
-
-async function api(path, options = {}) {
-  const response = await fetch(path, {
-    ...options,
-    headers: { "content-type": "application/json", ...(options.headers || {}) },
-  });
-  if (!response.ok) throw await errorFrom(response);
-  return response.status === 204 ? null : response.json();
-}
-
-async function errorFrom(response) {
-  let message = `${response.status} ${response.statusText}`;
-  try {
-    const body = await response.json();
-    if (body && body.error) message = body.error.message || message;
-  } catch (_) { /* not JSON */ }
-  const error = new Error(message);
-  error.status = response.status;
-  return error;
-}
 
 function threadPath(id) {
   return `/api/threads/${encodeURIComponent(id)}`;
@@ -156,7 +94,7 @@ async function deleteThread(thread) {
 
 function setSidebar(open) {
   document.body.classList.toggle("sidebar-open", open);
-  $("scrim").hidden = !open;
+  $("scrim").hidden = !(open || document.body.classList.contains("memory-open"));
 }
 
 function newChat() {
@@ -183,9 +121,7 @@ async function selectThread(id) {
   try {
     const thread = await api(threadPath(id));
     $("chat-title").textContent = thread.title;
-    box.replaceChildren(...thread.messages
-      .filter((m) => (m.role === "user" || m.role === "assistant") && m.content)
-      .map((m) => messageView(m.role, m.content, m)));
+    box.replaceChildren(...threadViews(thread.messages));
   } catch (error) {
     if (error.status === 404) { newChat(); return; }
     box.replaceChildren(errorView(`Couldn't open this chat: ${error.message}`,
@@ -257,7 +193,9 @@ async function answer(text) {
   box.scrollTop = box.scrollHeight;
   const fail = (message) => {
     view.classList.remove("streaming");
-    if (!view.querySelector(".bubble").textContent) view.querySelector(".bubble").remove();
+    for (const bubble of view.querySelectorAll(".bubble")) {
+      if (!bubble.textContent) bubble.remove();
+    }
     view.append(errorView(message, () => { view.remove(); answer(text); }));
   };
   try {
@@ -276,9 +214,13 @@ async function answer(text) {
         history.replaceState(null, "", `#/chat/${encodeURIComponent(threadId)}`);
       }
     });
+    view.querySelectorAll(".tool-call").forEach(settleToolView);
     if (outcome.error) fail(outcome.error);
     else {
       view.classList.remove("streaming");
+      const bubbles = view.querySelectorAll(".bubble");
+      const lastBubble = bubbles[bubbles.length - 1];
+      if (bubbles.length > 1 && !lastBubble.textContent) lastBubble.remove();
       // The stream names the saved answer's id (`message_id`): votes need nothing else, so
       // the conversation is not read back.
       if (outcome.messageId) {
@@ -295,11 +237,12 @@ async function answer(text) {
   } finally {
     state.busy = false;
     $("send").disabled = false;
+    refreshMemories(); // the turn may have saved or forgotten a memory, even if it failed
   }
 }
 
 async function readStream(response, view, adopt) {
-  const bubble = view.querySelector(".bubble");
+  let bubble = view.querySelector(".bubble"); // the text being streamed
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -307,10 +250,27 @@ async function readStream(response, view, adopt) {
   let pending = false;
   let streamThread = null;
   let messageId = null; // the answer's id for votes, from its finished message item
+  const calls = new Map(); // a tool call's view, by its item id and by its call id
   const paint = () => {
     pending = false;
     renderMarkdown(bubble, text);
     $("messages").scrollTop = $("messages").scrollHeight;
+  };
+  // A tool call goes before the text still to come; after text already shown, the text that
+  // follows it gets a bubble of its own.
+  const addCall = (item) => {
+    const call = toolView(item.name, item.call_id);
+    if (!text) bubble.before(call);
+    else {
+      paint();
+      bubble.after(call);
+      bubble = el("div", { class: "bubble" });
+      call.after(bubble);
+      text = "";
+    }
+    calls.set(item.id, call);
+    calls.set(item.call_id, call);
+    return call;
   };
   for (;;) {
     const { value, done } = await reader.read();
@@ -333,8 +293,23 @@ async function readStream(response, view, adopt) {
         adopt(threadId);
       }
       if (event.type === "error") return { error: event.error };
-      if (event.type === "response.output_item.done" && event.item?.type === "message") {
-        messageId = event.item.message_id ?? messageId;
+      const item = event.item;
+      if (event.type === "response.output_item.done" && item?.type === "message") {
+        messageId = item.message_id ?? messageId;
+      }
+      if (item?.type === "function_call") {
+        const call = calls.get(item.id) || addCall(item);
+        if (event.type === "response.output_item.done") setToolArguments(call, item.arguments);
+      }
+      if (event.type === "response.function_call_arguments.delta" && calls.has(event.item_id)) {
+        appendToolArguments(calls.get(event.item_id), event.delta);
+      }
+      if (event.type === "response.function_call_arguments.done" && calls.has(event.item_id)) {
+        setToolArguments(calls.get(event.item_id), event.arguments);
+      }
+      if (item?.type === "function_call_output") {
+        const call = calls.get(item.call_id) || addCall({ name: "tool", ...item, id: null });
+        setToolOutput(call, item.output);
       }
       if (event.type === "response.output_text.delta") {
         text += event.delta;
@@ -378,7 +353,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("new-chat").addEventListener("click", newChat);
   $("more-chats").addEventListener("click", () => loadThreads(true));
   $("toggle-sidebar").addEventListener("click", () => setSidebar(true));
-  $("scrim").addEventListener("click", () => setSidebar(false));
+  $("scrim").addEventListener("click", () => { setSidebar(false); setMemoryPanel(false); });
   api("/api/me").then((me) => { $("whoami").textContent = me.user; }).catch(() => {});
   window.addEventListener("hashchange", () => {
     const id = threadFromHash();
