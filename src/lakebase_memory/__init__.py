@@ -16,7 +16,14 @@ _ACCESS_NAMES = (
     "TablePrivilege",
 )
 _SAVER_NAMES = ("AsyncLinearPostgresSaver", "LinearPostgresSaver")
-__all__ = ["__version__", *_ACCESS_NAMES, *_SAVER_NAMES]
+# databricks-langchain's names (`compat`): its code runs with the import changed to this one.
+_DROP_IN_NAMES = (
+    "AsyncCheckpointSaver",
+    "AsyncDatabricksStore",
+    "CheckpointSaver",
+    "DatabricksStore",
+)
+__all__ = ["__version__", *_ACCESS_NAMES, *_SAVER_NAMES, *_DROP_IN_NAMES]
 
 if TYPE_CHECKING:
     from lakebase_memory.access import (
@@ -37,6 +44,18 @@ if TYPE_CHECKING:
     from lakebase_memory.access import (
         TablePrivilege as TablePrivilege,
     )
+    from lakebase_memory.compat import (
+        AsyncCheckpointSaver as AsyncCheckpointSaver,
+    )
+    from lakebase_memory.compat import (
+        AsyncDatabricksStore as AsyncDatabricksStore,
+    )
+    from lakebase_memory.compat import (
+        CheckpointSaver as CheckpointSaver,
+    )
+    from lakebase_memory.compat import (
+        DatabricksStore as DatabricksStore,
+    )
     from lakebase_memory.memory.saver import (
         AsyncLinearPostgresSaver as AsyncLinearPostgresSaver,
     )
@@ -54,4 +73,8 @@ def __getattr__(name: str) -> Any:
         from lakebase_memory.memory import saver
 
         return getattr(saver, name)
+    if name in _DROP_IN_NAMES:
+        from lakebase_memory import compat
+
+        return getattr(compat, name)
     raise AttributeError(f"module 'lakebase_memory' has no attribute {name!r}")

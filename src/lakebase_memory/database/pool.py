@@ -127,7 +127,10 @@ async def open_pool(
 
     async def configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
         if search_path != "public":
-            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(search_path)))
+            # public second: pgvector's type lives there (schema/store_schema.py).
+            await conn.execute(
+                sql.SQL("SET search_path TO {}, public").format(sql.Identifier(search_path))
+            )
 
     conninfo = target.conninfo
     if "application_name" not in conninfo_to_dict(conninfo):

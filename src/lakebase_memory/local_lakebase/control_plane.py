@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lakebase_memory.local_lakebase import resources
+from lakebase_memory.local_lakebase import resources, serving
 from lakebase_memory.local_lakebase.credentials import TokenStore
 from lakebase_memory.local_lakebase.state import Identity, Workspace
 
@@ -295,6 +295,15 @@ def create_control_plane(context: ControlPlaneContext) -> FastAPI:
         if path == "projects":
             return {"projects": [resources.project(item, workspace.owner)]}
         raise not_found(f"Resource '{path}' does not exist.")
+
+    # --- model serving (embedding endpoints, `serving.py`) ---------------------------------
+
+    @app.post("/serving-endpoints/{name}/invocations")
+    async def invoke_endpoint(identity: Caller, name: str, request: Request) -> Json:
+        try:
+            return serving.invoke(name, await _json(request))
+        except serving.ServingError as error:
+            raise ApiError(error.status, error.error_code, error.message) from None
 
     # --- apps -----------------------------------------------------------------------------
 

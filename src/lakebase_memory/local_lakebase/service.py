@@ -32,7 +32,8 @@ class LocalLakebase:
     """A Databricks workspace with one Lakebase instance, on this machine.
 
     - REST on `host` (FastAPI + uvicorn): the calls `databricks-sdk` makes for Lakebase
-      (`current_user.me`, `database.*`, `postgres.*`, `apps.get`, service principals, OAuth M2M).
+      (`current_user.me`, `database.*`, `postgres.*`, `apps.get`, service principals, OAuth M2M),
+      and embedding endpoints (`serving_endpoints.query`, offline vectors: `serving.py`).
     - PostgreSQL on `pg_host:pg_port`: TLS only, database credentials as passwords, in front of
       an embedded PostgreSQL 18 set up like a new instance (see `database.py`).
     - Identities, their REST tokens, apps and grants persist in `data_dir/workspace.json`;

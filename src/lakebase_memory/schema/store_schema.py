@@ -44,6 +44,10 @@ async def ensure_store_tables(
         await _check_vector_dims(conn, schema, vector_dims)
         if vector_pending:
             await _check_pgvector(conn)
+    if vector_pending:
+        # Before the search_path moves to `schema`: LangGraph's own CREATE EXTENSION would put
+        # the type there, where a store in another schema could not find it.
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
     if store_pending or vector_pending:
         index: Any = None if vector_dims is None else {"dims": vector_dims, "embed": _never_embeds}
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))

@@ -1,7 +1,8 @@
 """The web chat UI: static files served by the app itself (no CDN, no Node at run time).
 
-Only files: what the page asks the server (`/api/me`, `/api/threads`, `/responses`) is the
-server's (`lakebase_memory.server`), so this package depends on nothing of the project."""
+Only files: what the page asks the server (`/api/me`, `/api/threads`, `/api/memories`,
+`/responses`) is the server's (`lakebase_memory.server`), so this package depends on nothing
+of the project."""
 
 from __future__ import annotations
 
