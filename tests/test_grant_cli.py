@@ -112,10 +112,11 @@ def test_grant_on_plain_postgres(postgres_env: str, serve) -> None:
         f'✓ created role "{role}" (plain PostgreSQL: no databricks_auth extension)',
         f"✓ CONNECT on database {database_name}",
         "✓ USAGE on schemas public, ai_chatbot, drizzle",
-        "✓ SELECT, INSERT, UPDATE, DELETE on 10 tables: public.checkpoint_migrations, "
-        "public.checkpoints, public.checkpoint_blobs, public.checkpoint_writes, ai_chatbot.Chat, "
-        "ai_chatbot.Message, ai_chatbot.Vote, ai_chatbot.checkpoint_threads, "
-        "ai_chatbot.checkpoint_messages, drizzle.__drizzle_migrations",
+        "✓ SELECT, INSERT, UPDATE, DELETE on 12 tables: public.checkpoint_migrations, "
+        "public.checkpoints, public.checkpoint_blobs, public.checkpoint_writes, "
+        "public.store_migrations, public.store, ai_chatbot.Chat, ai_chatbot.Message, "
+        "ai_chatbot.Vote, ai_chatbot.checkpoint_threads, ai_chatbot.checkpoint_messages, "
+        "drizzle.__drizzle_migrations",
         "✓ USAGE on sequence drizzle.__drizzle_migrations_id_seq",
         "✓ SELECT, INSERT, UPDATE, DELETE on tables postgres creates later in public, "
         "ai_chatbot, drizzle (default privileges)",

@@ -1,7 +1,8 @@
 """What `lakebase-memory grant` does for one principal, as a list of steps.
 
 The privileges come from `schema/privileges.py` (what the app needs): CONNECT on the database,
-USAGE on its schemas, SELECT/INSERT/UPDATE/DELETE on its tables, USAGE on its serial
+USAGE on its schemas, SELECT/INSERT/UPDATE/DELETE on its tables (the long-term memory store's
+included, and its vector tables where they exist), USAGE on its serial
 sequences, and default privileges so that tables and sequences the owner creates later (an
 upgrade's `lakebase-memory setup`) are covered too. CREATE on the schemas only with
 `allow_create` (for an app that creates its own tables). Missing schemas are created first,
@@ -36,8 +37,9 @@ from lakebase_memory.schema.privileges import (
     SEQUENCE_PRIVILEGES,
     SERIAL_COLUMNS,
     TABLE_PRIVILEGES,
+    app_tables,
+    extension_schemas,
     required_schemas,
-    required_tables,
     sequence_schemas,
     serial_sequences,
     table_oid,
@@ -66,6 +68,8 @@ class AppState:
     schemas: frozenset[str]  # the app's schemas that exist
     tables: tuple[tuple[str, str], ...]  # the app's tables that exist
     sequences: tuple[tuple[str, str], ...]  # the sequences behind its serial columns
+    # Other schemas the app uses: pgvector's, once the store's vector table exists.
+    extension_schemas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,12 @@ async def inspect(client: AsyncLakebaseClient, principal: str, checkpoint_schema
     sequences: list[tuple[str, str]] = []
     assert client.pool is not None
     async with client.pool.connection() as conn:  # catalog reads: no privileges needed
-        for schema, table in required_tables(checkpoint_schema):
+        for schema, table in app_tables(checkpoint_schema):
             if await table_oid(conn, schema, table) is not None:
                 tables.append((schema, table))
         for column in SERIAL_COLUMNS:
             sequences += [(s.schema, s.name) for s in await serial_sequences(conn, column)]
+        extensions = await extension_schemas(conn, checkpoint_schema)
     return AppState(
         owner=str(rows[0]["owner"]),
         database=str(rows[0]["database"]),
@@ -105,6 +110,7 @@ async def inspect(client: AsyncLakebaseClient, principal: str, checkpoint_schema
         schemas=existing,
         tables=tuple(tables),
         sequences=tuple(sequences),
+        extension_schemas=tuple(extensions),
     )
 
 
@@ -158,6 +164,18 @@ def build_plan(
             as_owner,
         )
     )
+    if state.extension_schemas:
+        extra = list(state.extension_schemas)
+        usage = [SchemaPrivilege(x) for x in SCHEMA_PRIVILEGES]
+        steps.append(
+            Step(
+                f"{privileges_text(usage)} on schema{'s' if len(extra) > 1 else ''} "
+                f"{', '.join(extra)} (pgvector's type, for the memory store's vectors)",
+                _grants(usage, st.Target.SCHEMA, [sql.Identifier(s) for s in extra], p),
+                lambda c: c.grant_schema(p, usage, extra),
+                as_owner,
+            )
+        )
     table_privileges = [TablePrivilege(x) for x in TABLE_PRIVILEGES]
     if state.tables:
         tables = list(state.tables)

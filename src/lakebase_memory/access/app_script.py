@@ -19,11 +19,14 @@ from lakebase_memory.access.app_plan import Principal, schema_privileges
 from lakebase_memory.access.statements import EXTENSION, render
 from lakebase_memory.schema.privileges import (
     DATABASE_PRIVILEGES,
+    SCHEMA_PRIVILEGES,
     SEQUENCE_PRIVILEGES,
     SERIAL_COLUMNS,
     TABLE_PRIVILEGES,
+    VECTOR_EXTENSION,
+    VECTOR_TABLE,
+    app_tables,
     required_schemas,
-    required_tables,
     sequence_schemas,
 )
 
@@ -50,7 +53,7 @@ def grant_script(
     principal: Principal, checkpoint_schema: str, *, allow_create: bool = False
 ) -> str:
     schemas = required_schemas(checkpoint_schema)
-    tables = required_tables(checkpoint_schema)
+    tables = app_tables(checkpoint_schema)
     serials = [(c.schema, c.table, c.column) for c in SERIAL_COLUMNS]
     on_schemas = ", ".join(p.value for p in schema_privileges(allow_create))
     body = f"""
@@ -87,8 +90,19 @@ BEGIN
     FOREACH s IN ARRAY {_array(schemas)} LOOP
         EXECUTE format('GRANT {on_schemas} ON SCHEMA %I TO %I', s, app_role);
     END LOOP;
+    -- pgvector's schema (its type), once the memory store's vector table exists.
+    IF to_regclass(format('%I.%I', {_lit(checkpoint_schema)}, {_lit(VECTOR_TABLE)})) IS NOT NULL
+    THEN
+        FOR s IN SELECT n.nspname FROM pg_extension e
+                 JOIN pg_namespace n ON n.oid = e.extnamespace
+                 WHERE e.extname = {_lit(VECTOR_EXTENSION)}
+                 AND n.nspname <> ALL ({_array(schemas)}) LOOP
+            EXECUTE format('GRANT {", ".join(SCHEMA_PRIVILEGES)} ON SCHEMA %I TO %I', s, app_role);
+        END LOOP;
+    END IF;
 
-    -- 3. The app's tables that exist (DELETE included: deleting a thread needs it).
+    -- 3. The app's tables that exist, the memory store's included (DELETE too: deleting a
+    --    thread or a user's memories needs it).
     FOR t IN SELECT * FROM {_rows(tables)} AS v(s, n) LOOP
         IF to_regclass(format('%I.%I', t.s, t.n)) IS NOT NULL THEN
             EXECUTE format('GRANT {", ".join(TABLE_PRIVILEGES)} ON TABLE %I.%I TO %I',

@@ -23,6 +23,7 @@ from lakebase_memory.access.app_script import grant_script
 from lakebase_memory.access.principal import resolve_principal
 from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.config.databricks import workspace_client
+from lakebase_memory.config.settings import EmbeddingBackend
 from lakebase_memory.database import DatabaseTarget, check_login, open_target
 from lakebase_memory.errors import LakebaseMemoryError
 from lakebase_memory.schema.privileges import missing_privileges, required_tables
@@ -124,7 +125,7 @@ async def _grant(
                 if not await _run_step(client, step):
                     return 1
             code = await _verify(client, who, settings.checkpoint_schema)
-        _notes(who, state, settings.checkpoint_schema, target)
+        _notes(who, state, settings, target)
         return code
     finally:
         await asyncio.to_thread(target.close)
@@ -175,12 +176,16 @@ def _future(title: str) -> str:
     return "grant " + title
 
 
-def _notes(who: Principal, state: AppState, checkpoint_schema: str, target: DatabaseTarget) -> None:
-    if len(state.tables) < len(required_tables(checkpoint_schema)):
+def _notes(who: Principal, state: AppState, settings: Settings, target: DatabaseTarget) -> None:
+    vectors = settings.embedding_backend is not EmbeddingBackend.NONE
+    required = required_tables(settings.checkpoint_schema, vectors=vectors)
+    absent = [f"{s}.{t}" for s, t in required if (s, t) not in state.tables]
+    if absent:
+        which = "" if len(absent) == len(required) else f" ({', '.join(absent)})"
         typer.echo(
-            "note: some of the app's tables do not exist yet; create them as "
-            f"{state.owner} with `lakebase-memory setup` (the default privileges above cover "
-            "them), or let the app create them (grant again with --allow-create)."
+            f"note: some of the app's tables do not exist yet{which}; create "
+            f"them as {state.owner} with `lakebase-memory setup` (the default privileges above "
+            "cover them), or let the app create them (grant again with --allow-create)."
         )
     if target.lakebase is not None and who.type is IdentityType.SERVICE_PRINCIPAL:
         typer.echo(

@@ -2,16 +2,24 @@
 
 For teams that do not let the app's own role create tables: an owner runs this once (and after
 each upgrade), then grants the app's role what it needs with `lakebase-memory grant`.
+
+It runs the app's own start-up set-up (`schema.ensure_schema`): checkpoint, chat and
+bookkeeping tables, and the long-term memory store's (`store_migrations`, `store`). The store's
+vector tables (`vector_migrations`, `store_vectors`, and the pgvector extension) are made for
+the configured embedding model's dimensions, or for `--embedding-dims N`: the owner's own
+configuration often has no EMBEDDING_BACKEND when the deployed app's has one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Annotated
 
 import psycopg
 import typer
 
+from lakebase_memory.agent.models.embeddings import embedding_dims
 from lakebase_memory.config import Settings, load_settings
 from lakebase_memory.database import check_login, open_target
 from lakebase_memory.database.pool import CONNECTION_KWARGS
@@ -55,13 +63,28 @@ class SetupReport:
     role: str
     steps: list[str]  # the migrations applied, as ensure_schema reports them
     created: list[SchemaObject]  # what exists now and did not before
+    vector_dims: int | None = None  # the store's vector tables were asked for, this wide
+    has_vectors: bool = False  # the store's vector table exists (now)
 
 
-def setup() -> None:
+def setup(
+    embedding_dims_option: Annotated[
+        int | None,
+        typer.Option(
+            "--embedding-dims",
+            min=1,
+            max=16_000,
+            help="Also create the memory store's vector tables (pgvector) for embeddings of "
+            "N dimensions, as the app's EMBEDDING_BACKEND makes them (default: the configured "
+            "embedding model's; none without one).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Create or upgrade the schema objects now, as the owner, and print what was created."""
     settings = load_settings()
     try:
-        report = asyncio.run(run_setup(settings))
+        report = asyncio.run(run_setup(settings, embedding_dims_option))
     except LakebaseMemoryError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
@@ -73,13 +96,22 @@ def setup() -> None:
     typer.echo(f"{len(report.created)} object(s) created, owned by {report.role}:")
     for item in report.created:
         typer.echo(f"  + {item}")
+    if report.vector_dims is None and not report.has_vectors:
+        typer.echo(
+            "note: no vector tables for the memory store (no embedding model is configured "
+            "here): if the app searches memories by meaning (EMBEDDING_BACKEND), run "
+            "`lakebase-memory setup --embedding-dims N` with its embeddings' dimensions."
+        )
     typer.echo(
         "next: let the app's role use them with `lakebase-memory grant <principal>` (run as "
         f"{report.role}), then check with `lakebase-memory doctor` in the app's configuration."
     )
 
 
-async def run_setup(settings: Settings) -> SetupReport:
+async def run_setup(settings: Settings, vector_dims: int | None = None) -> SetupReport:
+    """Set up the tables; `vector_dims` (default: the configured embedding model's) makes the
+    store's vector tables too."""
+    dims = vector_dims if vector_dims is not None else embedding_dims(settings)
     target = await asyncio.to_thread(open_target, settings)
     try:
         version = await check_login(target)
@@ -87,9 +119,13 @@ async def run_setup(settings: Settings) -> SetupReport:
         conninfo = await target.login_conninfo()
         schemas = required_schemas(settings.checkpoint_schema)
         role, before = await _objects(conninfo, schemas)
-        steps = await ensure_schema(conninfo, settings.checkpoint_schema)
+        steps = await ensure_schema(conninfo, settings.checkpoint_schema, vector_dims=dims)
         _, after = await _objects(conninfo, schemas)
-        return SetupReport(role, steps, sorted(after - before, key=lambda o: o.sort_key))
+        vectors = any(
+            (o.schema, o.name) == (settings.checkpoint_schema, "store_vectors") for o in after
+        )
+        created = sorted(after - before, key=lambda o: o.sort_key)
+        return SetupReport(role, steps, created, dims, vectors)
     finally:
         await asyncio.to_thread(target.close)
 

@@ -1,5 +1,6 @@
-"""Checks 6 and 7: the app's schemas and tables exist and are current, and the logged-in role
-may use them. Existence comes from the catalog, which every role may read."""
+"""Checks 6 and 7: the app's schemas and tables exist and are current (the long-term memory
+store's included, with its vector table where an embedding model is configured), and the
+logged-in role may use them. Existence comes from the catalog, which every role may read."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from psycopg.rows import DictRow
 
 from lakebase_memory.diagnosis.context import Context
 from lakebase_memory.diagnosis.result import CheckResult, failed, passed, skipped
+from lakebase_memory.diagnosis.store import StoreFindings, store_findings, vectors_configured
 from lakebase_memory.schema import missing_privileges, pending_migrations
-from lakebase_memory.schema.privileges import required_schemas, required_tables, table_oid
+from lakebase_memory.schema.privileges import (
+    app_tables,
+    required_schemas,
+    required_tables,
+    table_oid,
+)
 
 SCHEMA = "schema"
 PRIVILEGES = "privileges"
@@ -23,24 +30,35 @@ async def check_schema(ctx: Context) -> CheckResult:
     conn, settings = ctx.conn, ctx.settings
     assert conn is not None and settings is not None, "the login check runs first"
     checkpoint_schema = settings.checkpoint_schema
-    tables = required_tables(checkpoint_schema)
+    tables = required_tables(checkpoint_schema, vectors=vectors_configured(settings))
     schemas = required_schemas(checkpoint_schema)
     missing = [f"schema {s}" for s in schemas if not await _schema_exists(conn, s)]
     missing += [f'table {s}."{t}"' for s, t in tables if await table_oid(conn, s, t) is None]
     ctx.missing_objects = missing
+    store = StoreFindings()
     try:
         pending: list[str] | None = await pending_migrations(conn, checkpoint_schema)
+        store = await store_findings(conn, settings)
+        # pending_migrations has the store's own steps; the vector ones come from here.
+        pending = list(dict.fromkeys([*pending, *store.pending]))
     except psycopg.errors.InsufficientPrivilege:
         pending = None  # the bookkeeping tables are not readable by this role: see privileges
-    if missing or pending:
+    if missing or pending or store.problems:
         parts = [f"{len(missing)} object(s) missing"] if missing else []
         if pending:
             parts.append(f"{len(pending)} migration(s) pending")
+        if store.problems:
+            parts.append(f"{len(store.problems)} problem(s) with the memory store")
+        fixes = [await _setup_fix(conn, schemas)] if missing or pending else []
         return failed(
             SCHEMA,
             f"the app's tables are not set up: {' and '.join(parts)}",
-            await _setup_fix(conn, schemas),
-            tuple(missing + [f"pending migration {name}" for name in _ranges(pending or [])]),
+            " ".join([*fixes, *store.fixes]),
+            tuple(
+                missing
+                + [f"pending migration {name}" for name in _ranges(pending or [])]
+                + store.problems
+            ),
         )
     where = ", ".join(schemas)
     if pending is None:
@@ -121,7 +139,7 @@ async def _tables_owner(conn: Connection, checkpoint_schema: str) -> str:
         "SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ', ') AS owners "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        tuple(map(list, zip(*required_tables(checkpoint_schema), strict=True))),
+        tuple(map(list, zip(*app_tables(checkpoint_schema), strict=True))),
     )
     row = await cursor.fetchone()
     return str(row["owners"]) if row and row["owners"] else await _database_owner(conn)

@@ -1,5 +1,6 @@
 """The thread lifecycle in the library: list threads with their size, delete a thread
-completely, erase everything of one user, apply a retention policy (issue 6).
+completely, erase everything of one user (their long-term memories too), apply a retention
+policy (issue 6).
 
 A thread's rows live in eight tables; `thread_rows.delete_thread_rows` is the one place that
 knows them all, and the server's user-scoped delete, `ThreadStore` and retention all go
@@ -22,7 +23,7 @@ import builtins
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lakebase_memory.database.borrow import borrow
 from lakebase_memory.memory.retention import RetentionPolicy, RetentionReport, apply_retention
+from lakebase_memory.memory.store_rows import delete_user_memories
 from lakebase_memory.memory.thread_rows import (
     CHAT,
     THREADS,
@@ -41,6 +43,7 @@ from lakebase_memory.memory.thread_rows import (
 
 __all__ = [
     "DeletionCounts",
+    "ErasureCounts",
     "InvalidCursorError",
     "StatsPage",
     "ThreadStats",
@@ -57,6 +60,19 @@ T = TypeVar("T")
 
 class InvalidCursorError(ValueError):
     """A pagination cursor that this code did not produce."""
+
+
+@dataclass(frozen=True)
+class ErasureCounts(DeletionCounts):
+    """What erasing a user deleted: their threads' rows per table, and `memories`, the items
+    of their long-term memory (each with its vectors)."""
+
+    memories: int = 0
+
+    def __add__(self, other: DeletionCounts) -> ErasureCounts:
+        return ErasureCounts(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name, 0) for f in fields(self)}
+        )
 
 
 @dataclass(frozen=True)
@@ -172,12 +188,14 @@ WHERE h.thread_id IS NOT NULL OR c.id IS NOT NULL
         async with self.connection() as conn, conn.transaction():
             return await delete_thread_rows(conn, thread_ids, self.checkpoint_schema)
 
-    async def erase_user(self, user_id: str, *, batch_size: int = 500) -> DeletionCounts:
-        """Delete everything of one user: each thread the saver or a chat says is theirs.
+    async def erase_user(self, user_id: str, *, batch_size: int = 500) -> ErasureCounts:
+        """Delete everything of one user: each thread the saver or a chat says is theirs, and
+        their long-term memories (`memories` in the counts).
 
-        Batches of `batch_size` threads, one transaction each, so that erasing a user with
-        many threads never holds thousands of locks or one huge transaction. Threads the user
-        starts meanwhile are taken too (the loop runs until none is left).
+        Batches of `batch_size` threads (then of memories), one transaction each, so that
+        erasing a user with many threads never holds thousands of locks or one huge
+        transaction. Threads the user starts meanwhile are taken too (the loop runs until none
+        is left). A database without the store's table has no memories to erase.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -195,8 +213,19 @@ WHERE h.thread_id IS NOT NULL OR c.id IS NOT NULL
                 await cur.execute(owned, {"user": user_id, "n": batch_size})
                 ids = builtins.list(dict.fromkeys(r["thread_id"] for r in await cur.fetchall()))
                 if not ids:
-                    return total
+                    break
                 total += await delete_thread_rows(conn, ids[:batch_size], self.checkpoint_schema)
+        memories = await self.forget_memories(user_id, batch_size=batch_size)
+        return ErasureCounts(**total.to_json(), memories=memories)
+
+    async def forget_memories(self, user_id: str, *, batch_size: int = 500) -> int:
+        """Delete the user's long-term memories (and their vectors), in batches; how many."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        async with self.connection() as conn:
+            return await delete_user_memories(
+                conn, user_id, schema=self.checkpoint_schema, batch_size=batch_size
+            )
 
     async def apply_retention(
         self, policy: RetentionPolicy, *, batch_size: int = 500, dry_run: bool = False

@@ -1,5 +1,5 @@
-"""Retention: delete threads by age and by count per user, or cut old threads' history, in
-batches (issue 6).
+"""Retention: delete threads by age and by count per user, or cut old threads' history, and
+delete the long-term memories whose TTL has passed, in batches (issue 6).
 
 Each rule walks an index of `ai_chatbot.checkpoint_threads`, a batch at a time, one
 transaction per batch, so a pass never holds thousands of locks and a crash loses at most one
@@ -10,7 +10,10 @@ batch of work:
 - by count: per user, everything after the newest N (`checkpoint_threads_user_activity_idx`,
   one probe per user, users walked in order);
 - history: old threads keep only their latest checkpoint (the linear saver's
-  `aprune(..., strategy="keep_latest")`), the conversation stays readable and continuable.
+  `aprune(..., strategy="keep_latest")`), the conversation stays readable and continuable;
+- expired memories: the memory store's items whose `expires_at` has passed, oldest first
+  (`store_rows`); the store never reads them (`omit_expired`), this frees their space as
+  LangGraph's `sweep_ttl` does, but in batches.
 
 Deletions lock the threads' rows with `FOR UPDATE SKIP LOCKED`, so a thread being written
 right now (or claimed by another replica) is left for the next pass, and threads with a live
@@ -33,6 +36,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row, tuple_row
 
+from lakebase_memory.memory.store_rows import count_expired_memories, delete_expired_memories
 from lakebase_memory.memory.thread_rows import THREADS, DeletionCounts, delete_thread_rows
 
 logger = logging.getLogger(__name__)
@@ -52,11 +56,13 @@ class RetentionPolicy:
         keep_latest_checkpoint: threads older than `max_age_days` are not deleted but keep
             only their latest checkpoint (their history and time travel go, the conversation
             stays).
+        expire_memories: delete the memory store's items whose TTL has passed.
     """
 
     max_age_days: float | None = None
     max_threads_per_user: int | None = None
     keep_latest_checkpoint: bool = False
+    expire_memories: bool = False
 
     def __post_init__(self) -> None:
         if self.max_age_days is not None and self.max_age_days <= 0:
@@ -72,7 +78,11 @@ class RetentionPolicy:
 
     @property
     def active(self) -> bool:
-        return self.max_age_days is not None or self.max_threads_per_user is not None
+        return (
+            self.max_age_days is not None
+            or self.max_threads_per_user is not None
+            or self.expire_memories
+        )
 
     def describe(self) -> str:
         rules = []
@@ -83,6 +93,8 @@ class RetentionPolicy:
             rules.append(f"{action} threads inactive for over {self.max_age_days:g} days")
         if self.max_threads_per_user is not None:
             rules.append(f"keep the {self.max_threads_per_user} newest threads of each user")
+        if self.expire_memories:
+            rules.append("delete expired memories")
         return "; ".join(rules) or "no rule"
 
 
@@ -94,13 +106,14 @@ class RetentionReport:
     expired: int = 0  # threads deleted for their age
     excess: int = 0  # threads deleted beyond a user's count
     trimmed: int = 0  # old threads cut to their latest checkpoint
+    memories: int = 0  # expired memory-store items deleted
     batches: int = 0
     deleted: DeletionCounts = field(default_factory=DeletionCounts)
     skipped: bool = False  # another process was applying retention: nothing done
 
     @property
     def changed(self) -> int:
-        return self.expired + self.excess + self.trimmed
+        return self.expired + self.excess + self.trimmed + self.memories
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +121,7 @@ class RetentionReport:
             "expired": self.expired,
             "excess": self.excess,
             "trimmed": self.trimmed,
+            "memories": self.memories,
             "batches": self.batches,
             "deleted": self.deleted.to_json(),
             "skipped": self.skipped,
@@ -241,8 +255,19 @@ async def _apply(
             if len(rows) < batch_size:
                 break
             params["from_user"] = rows[-1]["user_id"]  # that user may have more beyond `keep`
+    memories = 0
+    if policy.expire_memories:
+        memories, memory_batches = await delete_expired_memories(
+            conn, schema=checkpoint_schema, batch_size=batch_size
+        )
+        batches += memory_batches
     return RetentionReport(
-        expired=expired, excess=excess, trimmed=trimmed, batches=batches, deleted=deleted
+        expired=expired,
+        excess=excess,
+        trimmed=trimmed,
+        memories=memories,
+        batches=batches,
+        deleted=deleted,
     )
 
 
@@ -314,7 +339,12 @@ async def _dry_run(
             floor = cutoff if deletes_old and cutoff is not None else BEGINNING
             await cur.execute(count, {"floor": floor, "keep": policy.max_threads_per_user})
             excess = (await cur.fetchall())[0]["n"]
-    return RetentionReport(dry_run=True, expired=expired, excess=excess, trimmed=trimmed)
+    memories = 0
+    if policy.expire_memories:
+        memories = await count_expired_memories(conn, schema=checkpoint_schema)
+    return RetentionReport(
+        dry_run=True, expired=expired, excess=excess, trimmed=trimmed, memories=memories
+    )
 
 
 @asynccontextmanager

@@ -5,13 +5,23 @@ The single source of truth for "what the app needs": start-up reports what is mi
 creates later are covered), and `lakebase-memory doctor` checks it.
 
 - CONNECT on the database;
-- USAGE on the app's schemas (the checkpoint schema, `ai_chatbot`, `drizzle`);
+- USAGE on the app's schemas (the checkpoint schema, `ai_chatbot`, `drizzle`), and on the
+  pgvector extension's schema (`public`) where the store's vector table exists: the store's
+  queries name its type `vector`;
 - SELECT, INSERT, UPDATE, DELETE on each of the app's tables (DELETE: deleting a thread deletes
-  its rows, which the reference's grants forget);
+  its rows, which the reference's grants forget), the long-term memory store's included
+  (`store_migrations`, `store`; and `vector_migrations`, `store_vectors` where they exist);
 - USAGE on the sequences behind the app's serial columns (`drizzle.__drizzle_migrations.id`):
   `nextval()` needs USAGE (or UPDATE); the app never reads or sets a sequence directly.
 
 CREATE is not needed once an owner has created the tables (`lakebase-memory setup`).
+
+The store's vector tables exist only where an embedding model is (or was) configured: they
+*must exist* when one is configured (`required_tables(..., vectors=True)`: set-up creates them,
+doctor reports them missing), and they *must be usable* wherever they exist (`app_tables`:
+what grant grants and the privilege checks check, on the tables that exist), so a grant made
+while the owner's configuration has no embedding model still covers them, and an app that
+turns one on later needs no new grant.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from lakebase_memory.schema.app_migrations import (
     CHAT_SCHEMA,
     CHECKPOINT_TABLES,
     MESSAGE_LOG_TABLES,
+    STORE_TABLES,
+    VECTOR_TABLES,
 )
 
 DATABASE_PRIVILEGES = ("CONNECT",)
@@ -48,20 +60,33 @@ class SerialColumn:
 
 
 SERIAL_COLUMNS = (SerialColumn(BOOKKEEPING_SCHEMA, BOOKKEEPING_TABLE, "id"),)
+VECTOR_EXTENSION = "vector"  # pgvector: the type of `store_vectors.embedding`
+VECTOR_TABLE = VECTOR_TABLES[-1]
 
 
 def required_schemas(checkpoint_schema: str) -> list[str]:
     return list(dict.fromkeys([checkpoint_schema, CHAT_SCHEMA, BOOKKEEPING_SCHEMA]))
 
 
-def required_tables(checkpoint_schema: str) -> list[tuple[str, str]]:
+def required_tables(checkpoint_schema: str, *, vectors: bool = False) -> list[tuple[str, str]]:
+    """The tables the app needs to exist; with `vectors` (an embedding model is configured),
+    the store's vector tables too."""
     return [
         *((checkpoint_schema, table) for table in CHECKPOINT_TABLES),
+        # The long-term memory store: LangGraph's PostgresStore tables, beside the checkpoints.
+        *((checkpoint_schema, table) for table in STORE_TABLES),
+        *((checkpoint_schema, table) for table in (VECTOR_TABLES if vectors else ())),
         *((CHAT_SCHEMA, table) for table in CHAT_TABLES),
         # The linear saver's message log: in the chat schema, where the seed's grants reach.
         *((CHAT_SCHEMA, table) for table in MESSAGE_LOG_TABLES),
         (BOOKKEEPING_SCHEMA, BOOKKEEPING_TABLE),
     ]
+
+
+def app_tables(checkpoint_schema: str) -> list[tuple[str, str]]:
+    """Every table the app may use, the vector tables included: grant grants, and the
+    privilege checks check, those of them that exist."""
+    return required_tables(checkpoint_schema, vectors=True)
 
 
 def sequence_schemas() -> list[str]:
@@ -77,8 +102,9 @@ async def missing_privileges(
 ) -> list[str]:
     """Each privilege `role` (default: the connected role) lacks, in the order they matter:
     `CONNECT on database d`, `USAGE on schema s`, `PRIVILEGE on s."t"`,
-    `USAGE on sequence s."q"`. Missing schemas and tables are not reported: creating them is
-    set-up's business."""
+    `USAGE on sequence s."q"`. Every table of `app_tables` that exists is checked (the store's
+    vector tables too, where they exist). Missing schemas and tables are not reported:
+    creating them is set-up's business."""
     who = role if role is not None else await _current_user(conn)
     missing: list[str] = []
     for privilege in DATABASE_PRIVILEGES:
@@ -90,7 +116,9 @@ async def missing_privileges(
         )
         if not row["ok"]:
             missing.append(f"{privilege} on database {row['db']}")
-    for schema in required_schemas(checkpoint_schema):
+    schemas = required_schemas(checkpoint_schema)
+    schemas += await extension_schemas(conn, checkpoint_schema)
+    for schema in schemas:
         for privilege in SCHEMA_PRIVILEGES:
             cursor = await conn.execute(
                 "SELECT has_schema_privilege(%s::name, n.oid, %s) AS ok "
@@ -101,9 +129,9 @@ async def missing_privileges(
             if found is not None and not found["ok"]:
                 missing.append(f"{privilege} on schema {schema}")
     unusable = {m.removeprefix("USAGE on schema ") for m in missing}
-    tables = [(s, t) for s, t in required_tables(checkpoint_schema) if s not in unusable]
+    tables = [(s, t) for s, t in app_tables(checkpoint_schema) if s not in unusable]
     # One query for every table and privilege (start-up runs this; on Lakebase each round
-    # trip counts), in the order of `required_tables`, then of `TABLE_PRIVILEGES`.
+    # trip counts), in the order of `app_tables`, then of `TABLE_PRIVILEGES`.
     cursor = await conn.execute(
         "SELECT w.schema, w.tbl, p.privilege "
         "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS w(schema, tbl, at) "
@@ -129,6 +157,21 @@ async def missing_privileges(
                 if not row["ok"]:
                     missing.append(f'{privilege} on sequence {sequence.schema}."{sequence.name}"')
     return missing
+
+
+async def extension_schemas(conn: Connection, checkpoint_schema: str) -> list[str]:
+    """Schemas beyond the app's own that the app must be able to use: pgvector's (where the
+    extension puts its type, `public` as the set-up creates it), once the store's vector table
+    exists. From the catalog, which any role may read."""
+    if await table_oid(conn, checkpoint_schema, VECTOR_TABLE) is None:
+        return []
+    cursor = await conn.execute(
+        "SELECT n.nspname AS name FROM pg_extension e "
+        "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = %s",
+        (VECTOR_EXTENSION,),
+    )
+    own = required_schemas(checkpoint_schema)
+    return [str(r["name"]) for r in await cursor.fetchall() if r["name"] not in own]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """The server's retention task: the configured policy at start-up, then every interval.
 
+The policy is the thread rules of the settings (MEMORY_RETENTION_DAYS,
+MEMORY_MAX_THREADS_PER_USER) and, whenever the task runs, the deletion of the long-term
+memories whose TTL has passed; with MEMORY_ITEM_TTL_MINUTES set, it runs for that alone.
+
 It runs in the background so that start-up never waits for a long first pass, logs what each
 pass deleted, and never takes the server down: a failed pass (database down, a lock timeout)
 is logged and the next one tries again. Replicas coordinate through the pass's advisory lock
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -24,10 +29,14 @@ logger = logging.getLogger("lakebase_memory.retention")
 
 
 def policy_from(settings: Settings) -> RetentionPolicy:
-    return RetentionPolicy(
+    threads = RetentionPolicy(
         max_age_days=settings.memory_retention_days,
         max_threads_per_user=settings.memory_max_threads_per_user,
     )
+    # Memories expire only when given a TTL (MEMORY_ITEM_TTL_MINUTES, or a library's put with
+    # one); a pass that runs anyway sweeps them too.
+    expire = threads.active or settings.memory_item_ttl_minutes is not None
+    return replace(threads, expire_memories=expire)
 
 
 class RetentionTask:
@@ -87,12 +96,13 @@ class RetentionTask:
         elif report.changed:
             logger.info(
                 "retention: deleted %d expired and %d excess threads (%d checkpoints, "
-                "%d messages), trimmed %d in %d batches",
+                "%d messages), trimmed %d, deleted %d expired memories in %d batches",
                 report.expired,
                 report.excess,
                 report.deleted.checkpoints,
                 report.deleted.checkpoint_messages,
                 report.trimmed,
+                report.memories,
                 report.batches,
             )
         else:
