@@ -18,6 +18,7 @@ import read_latest  # noqa: E402
 import run_all  # noqa: E402
 import server_turns  # noqa: E402
 import short_threads  # noqa: E402
+import store_search  # noqa: E402
 import throughput  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def assert_checks(result: dict[str, Any], count: int) -> None:
         assert set(c) == CHECK_KEYS
         assert isinstance(c["passed"], bool)
         assert c["value"] >= 0
-        assert c["mode"] in ("exit", "async", "exit vs async")
+        assert c["mode"] in ("exit", "async", "exit vs async", "-")  # -: no durability mode
 
 
 def last_json(capsys: pytest.CaptureFixture[str]) -> Any:
@@ -108,6 +109,28 @@ def test_server_turns(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None
     assert_checks(result, 1)
     with pytest.raises(SystemExit):
         server_turns.main(["--turns", "5"])
+
+
+def test_store_search(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
+    result = store_search.main(["--database-url", pg_admin, "--quick", "--json"])
+    assert last_json(capsys)["items"] == store_search.QUICK["items"]
+    assert "store_search_text_idx" in result["seconds"]
+    assert "store_vectors_embedding_idx" in result["seconds"]
+    answers = result["by_query"]
+    assert {a["kind"] for a in answers} == {"text", "vector (LangGraph)", "vector", "hybrid"}
+    assert {a["class"] for a in answers} == {"common", "rare", "no word match"}
+    assert all(a["foreign"] == 0 and a["p50_ms"] > 0 for a in answers)
+    # The store's answers are whole (the vector ones thanks to the iterative scan).
+    ours = [a for a in answers if a["kind"] != "vector (LangGraph)"]
+    assert all(a["items"] == a["expected"] for a in ours), ours
+    assert set(result["floor_ms"]) == {"SELECT 1", "store.aget"}
+    assert set(result["vector_dims_cost"]) == {"16", "32"}
+    turns = result["tool_round_trip"]["modes"]
+    assert set(turns) == {"exit", "async"}
+    assert turns["exit"]["with a tool"]["steps"] == 3
+    assert turns["exit"]["without a tool"]["steps"] == 1
+    assert turns["exit"]["with a tool"]["aput"] == turns["exit"]["without a tool"]["aput"] == 1
+    assert_checks(result, 6)
 
 
 def test_run_all_quick(pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,12 @@ from lakebase_memory.memory.store.text_search import SEARCH_TEXT_EXPRESSION
 
 Connection = psycopg.AsyncConnection[DictRow]
 SEARCH_TEXT_INDEX = "store_search_text_idx"
+# The column's statistics keep its 10 x this most common words with their frequencies
+# (PostgreSQL's default, 100, keeps 1,000). A word outside the list is estimated at half the
+# rarest one's frequency: with too short a list, a search of two made-up names at a million
+# items was planned as if they were common, scanning the user's whole namespace in the
+# prefix index too (6 ms of a 10 ms hybrid search, 4 ms with this).
+SEARCH_TEXT_STATISTICS = 1000
 
 
 def _never_embeds(texts: Sequence[str]) -> list[list[float]]:
@@ -147,12 +153,15 @@ async def _has_search_text(conn: Connection, schema: str) -> bool:
     if oid is None:
         return False
     cursor = await conn.execute(
-        "SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = 'search_text' "
+        "SELECT attstattarget FROM pg_attribute WHERE attrelid = %s AND attname = 'search_text' "
         "AND NOT attisdropped",
         (oid,),
     )
-    return await cursor.fetchone() is not None and (
-        await _regclass(conn, schema, SEARCH_TEXT_INDEX) is not None
+    row = await cursor.fetchone()
+    return (
+        row is not None
+        and row["attstattarget"] == SEARCH_TEXT_STATISTICS
+        and await _regclass(conn, schema, SEARCH_TEXT_INDEX) is not None
     )
 
 
@@ -168,6 +177,11 @@ async def _ensure_search_text(conn: Connection, schema: str) -> list[str]:
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS search_text tsvector "
             "GENERATED ALWAYS AS ({}) STORED"
         ).format(table, sql.SQL(SEARCH_TEXT_EXPRESSION))  # type: ignore[arg-type]
+    )
+    await conn.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN search_text SET STATISTICS {}").format(
+            table, sql.Literal(SEARCH_TEXT_STATISTICS)
+        )
     )
     await conn.execute(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (search_text)").format(

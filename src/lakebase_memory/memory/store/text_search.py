@@ -10,8 +10,8 @@ model, ignores the query. This store answers a query in both cases:
   full-text candidates are fused by reciprocal rank (`1/(60 + rank)` summed over both lists),
   so an exact word match counts even where the embedding misses it, and the reverse.
 
-A search by meaning is a filtered HNSW scan (the user's namespace is a filter on the index's
-rows), so it runs with pgvector's iterative index scan (`IterativeScanMixin`).
+A search by meaning is a filtered HNSW scan (the user's namespace filters the index's rows),
+so it runs with pgvector's iterative index scan (`IterativeScanMixin`).
 
 The SQL is built here once and run by both the sync and the async store (LangGraph's own
 split: I/O-free query building in the base class, drivers around it).
@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
-from psycopg import AsyncCursor
 from langgraph.store.base import SearchOp
 from langgraph.store.postgres.base import (
     PLACEHOLDER,
@@ -33,6 +32,7 @@ from langgraph.store.postgres.base import (
     _namespace_prefix_condition,
     get_distance_operator,
 )
+from psycopg import AsyncCursor
 
 TEXT_SEARCH_CONFIG = "english"
 # The generated column's expression: the key's words and every string in the value.
@@ -56,14 +56,13 @@ def tsquery_text(query: str) -> str:
 # pgvector's HNSW scan yields `hnsw.ef_search` (40) candidates and stops: when a filter (the
 # user's namespace) then removes most of them, as when the user's items are a tenth of the
 # index, a search answers fewer than `limit` items. With pgvector 0.8's iterative scan the
-# index goes on finding candidates until the query has its LIMIT (or it has visited
-# `hnsw.max_scan_tuples`, 20,000 by default); `relaxed_order` may yield them slightly out of
-# order, and both queries sort them again. Set for the search's own transaction (the store's
-# batch runs in one pipeline or transaction), only where pgvector has it: before 0.8 the
-# setting does not exist, nothing is set, and a search of a small namespace can answer short.
+# index goes on until the query has its LIMIT (or has visited `hnsw.max_scan_tuples`, 20,000
+# by default); `relaxed_order` may yield candidates slightly out of order, and both search
+# queries sort them again. Set for the search's own transaction (the store runs a batch in
+# one pipeline or transaction), and only where pgvector has it: before 0.8 the setting does
+# not exist, nothing is set, and a search of a small namespace can answer short.
 ITERATIVE_SCAN = """
-SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)
-FROM pg_extension
+SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true) FROM pg_extension
 WHERE extname = 'vector'
     AND string_to_array(split_part(extversion, '-', 1), '.')::int[] >= '{0,8}'"""
 
@@ -76,10 +75,8 @@ class IterativeScanMixin:
         self, search_ops: Sequence[tuple[int, SearchOp]], results: list[Any], cur: Any
     ) -> Any:
         parent = super()._batch_search_ops  # type: ignore[misc]
-        if not (
-            cast(BasePostgresStore[Any], self).index_config
-            and any(op.query for _, op in search_ops)
-        ):
+        store = cast(BasePostgresStore[Any], self)
+        if not (store.index_config and any(op.query for _, op in search_ops)):
             return parent(search_ops, results, cur)
         if isinstance(cur, AsyncCursor):
 
