@@ -5,18 +5,26 @@ compatibility with LangGraph's own PostgresStore, and erasing a user."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import psycopg
 import pytest
 from langgraph.store.postgres import AsyncPostgresStore
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from conftest import create_database
 from lakebase_memory.agent.models.embeddings import HashEmbeddings
 from lakebase_memory.errors import SchemaSetupError
 from lakebase_memory.memory.store import AsyncMemoryStore, MemoryStore, tsquery_text, user_namespace
 from lakebase_memory.schema import ensure_schema
-from lakebase_memory.schema.store_schema import pending_store_steps
+from lakebase_memory.schema.store_schema import (
+    ensure_store_tables,
+    pending_store_steps,
+    pgvector_missing,
+)
 
 ADA = user_namespace("ada@example.com")
 FACTS = {
@@ -183,3 +191,22 @@ def test_every_user_has_a_namespace_of_their_own() -> None:
     )
     ids = ["john.smith@corp.com", "john-smith@corp.com", "john%2Dsmith@corp.com", "a.-b", "a-.b"]
     assert len({user_namespace(i) for i in ids}) == len(ids)
+
+
+async def test_a_role_that_may_not_enable_pgvector_is_told_who_can(pg_admin: str) -> None:
+    database = create_database(pg_admin)
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(pg_admin, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    as_role = make_conninfo(database, user=role)
+    async with await psycopg.AsyncConnection.connect(as_role, row_factory=dict_row) as conn:
+        with pytest.raises(
+            SchemaSetupError, match=f"role '{role}' may not enable it.*CREATE EXTENSION vector"
+        ):
+            await ensure_store_tables(conn, "public", 8)
+
+
+def test_pgvector_missing_says_how_to_install_it_or_go_without() -> None:
+    text = pgvector_missing("EMBEDDING_BACKEND=hash")
+    assert "EMBEDDING_BACKEND=hash" in text and "postgresql-<version>-pgvector" in text
+    assert "EMBEDDING_BACKEND=none" in text

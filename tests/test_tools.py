@@ -8,12 +8,16 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from conftest import LiveServer, answer_text, make_settings, say, sse_events
 from lakebase_memory.agent import build_graph
 from lakebase_memory.agent.models.echo import EchoChatModel, memory_key_for, tool_call_for
+from lakebase_memory.agent.models.embeddings import build_embeddings
+from lakebase_memory.errors import ConfigurationError
+from lakebase_memory.server.runtime import AppRuntime
 
 FACT = "Remember that my favourite colour is blue"
 KEY = "my_favourite_colour_is_blue"
@@ -240,3 +244,30 @@ def test_the_echo_models_rules() -> None:
     assert tool_call_for("call x {broken", names) is None
     assert tool_call_for("remember me", []) is None  # a rule fires only with its tool bound
     assert tool_call_for("Hello", names) is None
+
+
+class NoTools(EchoChatModel):
+    """A model class without `bind_tools` (LangChain's default, which refuses)."""
+
+    bind_tools = BaseChatModel.bind_tools  # type: ignore[assignment]
+
+
+async def test_a_model_that_cannot_call_tools_runs_without_them_unless_tools_are_asked_for(
+    database: str,
+) -> None:
+    runtime = await AppRuntime.start(make_settings(database), model=NoTools())
+    try:
+        assert runtime.tool_names == [] and "tools" not in runtime.graph.nodes
+    finally:
+        await runtime.close()
+    with pytest.raises(ConfigurationError, match=r"AGENT_TOOLS is on.*AGENT_TOOLS=false"):
+        await AppRuntime.start(make_settings(database, agent_tools=True), model=NoTools())
+
+
+def test_embedding_backends_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="EMBEDDING_MODEL"):
+        build_embeddings(make_settings("postgresql://unused", embedding_backend="openai"))
+    hashed = build_embeddings(make_settings("postgresql://unused", embedding_backend="hash"))
+    assert hashed is not None and hashed.dims == 256
+    assert len(hashed.embeddings.embed_query("blue")) == 256
+    assert build_embeddings(make_settings("postgresql://unused")) is None

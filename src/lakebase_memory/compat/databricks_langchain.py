@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.store.base import TTLConfig
+from langgraph.store.postgres.base import PostgresIndexConfig
 
 from lakebase_memory.compat.embeddings import index_config
 from lakebase_memory.compat.lakebase_target import AsyncPoolOwner, LakebaseTarget, SyncPoolOwner
@@ -132,7 +133,31 @@ class AsyncCheckpointSaver(AsyncPoolOwner, AsyncLinearPostgresSaver):
         await self._lakebase.setup()
 
 
-class DatabricksStore(SyncPoolOwner, MemoryStore):
+class _StoreIndex:
+    """What the two stores share beyond their target: the embeddings, from their keywords."""
+
+    _lakebase: LakebaseTarget
+    embedding_dims: int | None
+
+    def _index(
+        self,
+        endpoint: str | None,
+        dims: int | None,
+        fields: list[str] | None,
+        embeddings: Embeddings | None,
+    ) -> PostgresIndexConfig | None:
+        index = index_config(
+            self._lakebase.workspace,
+            embedding_endpoint=endpoint,
+            embedding_dims=dims,
+            embedding_fields=fields,
+            embeddings=embeddings,
+        )
+        self.embedding_dims = None if index is None else index["dims"]
+        return index
+
+
+class DatabricksStore(_StoreIndex, SyncPoolOwner, MemoryStore):
     """`databricks_langchain.DatabricksStore`: a sync LangGraph store on Lakebase.
 
     With `embedding_endpoint=` (a Databricks embedding endpoint) and `embedding_dims=`, or
@@ -175,14 +200,7 @@ class DatabricksStore(SyncPoolOwner, MemoryStore):
             settings=settings,
             pool_kwargs=pool_kwargs,
         )
-        index = index_config(
-            self._lakebase.workspace,
-            embedding_endpoint=embedding_endpoint,
-            embedding_dims=embedding_dims,
-            embedding_fields=embedding_fields,
-            embeddings=embeddings,
-        )
-        self.embedding_dims = None if index is None else index["dims"]
+        index = self._index(embedding_endpoint, embedding_dims, embedding_fields, embeddings)
         super().__init__(self._lakebase.sync_pool(), index=index, ttl=ttl)
 
     def setup(self) -> None:
@@ -191,7 +209,7 @@ class DatabricksStore(SyncPoolOwner, MemoryStore):
         self._lakebase.setup_blocking(self.embedding_dims)
 
 
-class AsyncDatabricksStore(AsyncPoolOwner, AsyncMemoryStore):
+class AsyncDatabricksStore(_StoreIndex, AsyncPoolOwner, AsyncMemoryStore):
     """`databricks_langchain.AsyncDatabricksStore`: `DatabricksStore` for asyncio.
 
     Example:
@@ -230,14 +248,7 @@ class AsyncDatabricksStore(AsyncPoolOwner, AsyncMemoryStore):
             settings=settings,
             pool_kwargs=pool_kwargs,
         )
-        index = index_config(
-            self._lakebase.workspace,
-            embedding_endpoint=embedding_endpoint,
-            embedding_dims=embedding_dims,
-            embedding_fields=embedding_fields,
-            embeddings=embeddings,
-        )
-        self.embedding_dims = None if index is None else index["dims"]
+        index = self._index(embedding_endpoint, embedding_dims, embedding_fields, embeddings)
         super().__init__(self._not_open(), index=index, ttl=ttl)
 
     async def setup(self) -> None:

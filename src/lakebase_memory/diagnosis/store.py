@@ -11,8 +11,7 @@ from psycopg.rows import DictRow
 
 from lakebase_memory.config import Settings
 from lakebase_memory.config.settings import EmbeddingBackend
-from lakebase_memory.schema.privileges import table_oid
-from lakebase_memory.schema.store_schema import pending_store_steps
+from lakebase_memory.schema.store_schema import pending_store_steps, pgvector_missing, vector_width
 
 Connection = psycopg.AsyncConnection[DictRow]
 
@@ -54,13 +53,10 @@ async def store_findings(conn: Connection, settings: Settings) -> StoreFindings:
     if extension is None:
         found.problems.append("extension vector (pgvector) is not available on this server")
         found.fixes.append(
-            f"EMBEDDING_BACKEND={settings.embedding_backend.value} needs pgvector, which this "
-            "PostgreSQL server does not have: install it (Debian: `apt install "
-            "postgresql-<version>-pgvector`; the embedded PostgreSQL and Lakebase ship it), or "
-            "set EMBEDDING_BACKEND=none to search memories by words."
+            pgvector_missing(f"EMBEDDING_BACKEND={settings.embedding_backend.value}")
         )
         return found
-    width = await _vector_width(conn, schema)
+    width = await vector_width(conn, schema)
     if width is not None and width != dims:
         found.problems.append(
             f"{schema}.store_vectors holds embeddings of {width} dimensions, the configured "
@@ -81,17 +77,3 @@ async def store_findings(conn: Connection, settings: Settings) -> StoreFindings:
             "on Lakebase)."
         )
     return found
-
-
-async def _vector_width(conn: Connection, schema: str) -> int | None:
-    """The dimensions of `store_vectors.embedding`, or None when the table does not exist."""
-    oid = await table_oid(conn, schema, "store_vectors")
-    if oid is None:
-        return None
-    cursor = await conn.execute(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s AND attname = 'embedding' "
-        "AND NOT attisdropped",
-        (oid,),
-    )
-    row = await cursor.fetchone()
-    return int(row["atttypmod"]) if row and row["atttypmod"] > 0 else None

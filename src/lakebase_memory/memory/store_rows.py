@@ -16,7 +16,7 @@ from typing import Any, LiteralString
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
-from lakebase_memory.memory.store.namespaces import namespace_prefix
+from lakebase_memory.memory.store.namespaces import namespace_patterns
 
 # A user's rows, locked in key order (two erasures of one user queue instead of deadlocking).
 _FORGET_BATCH: LiteralString = r"""WITH doomed AS (
@@ -42,13 +42,8 @@ async def store_table(conn: AsyncConnection[Any], schema: str) -> sql.Identifier
     return None if row is None or row[0] is None else sql.Identifier(schema, "store")
 
 
-def _like_escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def forget_params(user_id: str, batch_size: int) -> dict[str, Any]:
-    prefix = namespace_prefix(user_id)
-    return {"prefix": prefix, "below": _like_escaped(prefix) + ".%", "n": batch_size}
+    return {**namespace_patterns(user_id), "n": batch_size}
 
 
 def forget_batch_query(store: sql.Identifier) -> sql.Composable:

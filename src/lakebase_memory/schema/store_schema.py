@@ -102,18 +102,23 @@ async def _regclass(conn: Connection, schema: str, name: str) -> int | None:
     return None if not row else row["oid"]
 
 
+def pgvector_missing(needed_by: str) -> str:
+    """What to do when the server has no pgvector (start-up and doctor say the same)."""
+    return (
+        f"Search by meaning ({needed_by}) needs the pgvector extension, which this PostgreSQL "
+        "server does not have. Install it (Debian: `apt install postgresql-<version>-pgvector`;"
+        " the embedded PostgreSQL and Lakebase ship it), or set EMBEDDING_BACKEND=none to "
+        "search memories by words (full-text search)."
+    )
+
+
 async def _check_pgvector(conn: Connection) -> None:
     cursor = await conn.execute(
         "SELECT installed_version FROM pg_available_extensions WHERE name = 'vector'"
     )
     row = await cursor.fetchone()
     if row is None:
-        raise SchemaSetupError(
-            "Search by meaning (EMBEDDING_BACKEND) needs the pgvector extension, which this "
-            "PostgreSQL server does not have. Install it (Debian: `apt install "
-            "postgresql-<version>-pgvector`; the embedded PostgreSQL and Lakebase ship it), or "
-            "set EMBEDDING_BACKEND=none to search memories by words (full-text search)."
-        )
+        raise SchemaSetupError(pgvector_missing("EMBEDDING_BACKEND"))
     if row["installed_version"] is None:
         cursor = await conn.execute(
             "SELECT rolsuper OR has_database_privilege(current_database(), 'CREATE') AS can "
@@ -128,19 +133,26 @@ async def _check_pgvector(conn: Connection) -> None:
             )
 
 
-async def _check_vector_dims(conn: Connection, schema: str, dims: int) -> None:
+async def vector_width(conn: Connection, schema: str) -> int | None:
+    """The dimensions of `store_vectors.embedding`, or None when the table does not exist."""
     oid = await _regclass(conn, schema, "store_vectors")
     if oid is None:
-        return
+        return None
     cursor = await conn.execute(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s AND attname = 'embedding'",
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s AND attname = 'embedding' "
+        "AND NOT attisdropped",
         (oid,),
     )
     row = await cursor.fetchone()
-    if row and row["atttypmod"] > 0 and row["atttypmod"] != dims:
+    return int(row["atttypmod"]) if row and row["atttypmod"] > 0 else None
+
+
+async def _check_vector_dims(conn: Connection, schema: str, dims: int) -> None:
+    width = await vector_width(conn, schema)
+    if width is not None and width != dims:
         raise SchemaSetupError(
-            f"{schema}.store_vectors holds embeddings of {row['atttypmod']} dimensions, but "
-            f"EMBEDDING_DIMS is {dims}. Set EMBEDDING_DIMS={row['atttypmod']} (with the "
+            f"{schema}.store_vectors holds embeddings of {width} dimensions, but "
+            f"EMBEDDING_DIMS is {dims}. Set EMBEDDING_DIMS={width} (with the "
             "embedding model those vectors came from), or, to change models, drop the table "
             f"as its owner (`DROP TABLE {schema}.store_vectors; DELETE FROM "
             f"{schema}.vector_migrations;`) and start again: the store re-embeds what is put "

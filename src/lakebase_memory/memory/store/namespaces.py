@@ -25,3 +25,11 @@ def user_namespace(user_id: str) -> tuple[str, str]:
 def namespace_prefix(user_id: str) -> str:
     """The `store.prefix` of the user's namespace (rows below it start with this and a dot)."""
     return ".".join(user_namespace(user_id))
+
+
+def namespace_patterns(user_id: str) -> dict[str, str]:
+    """Parameters matching the user's rows: `prefix = %(prefix)s OR prefix LIKE %(below)s
+    ESCAPE '\\'` (the namespace itself and all below it; LIKE's wildcards escaped)."""
+    prefix = namespace_prefix(user_id)
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return {"prefix": prefix, "below": f"{escaped}.%"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from langgraph.store.postgres import AsyncPostgresStore, PostgresStore
 
-from lakebase_memory.memory.store.namespaces import namespace_prefix
+from lakebase_memory.memory.store.namespaces import namespace_patterns
 from lakebase_memory.memory.store.text_search import TextSearchMixin
 
 # A user's rows: their namespace and everything below it (LIKE with its wildcards escaped).
@@ -20,17 +20,11 @@ DELETE FROM store
 WHERE prefix = %(prefix)s OR prefix LIKE %(below)s ESCAPE '\'"""
 
 
-def _forget_params(user_id: str) -> dict[str, str]:
-    prefix = namespace_prefix(user_id)
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return {"prefix": prefix, "below": f"{escaped}.%"}
-
-
 class MemoryStore(TextSearchMixin, PostgresStore):
     def forget_user(self, user_id: str) -> int:
         """Delete every memory of `user_id` (their vectors go with them); return how many."""
         with self._cursor() as cur:
-            cur.execute(_FORGET_USER, _forget_params(user_id))
+            cur.execute(_FORGET_USER, namespace_patterns(user_id))
             return cur.rowcount
 
 
@@ -38,5 +32,5 @@ class AsyncMemoryStore(TextSearchMixin, AsyncPostgresStore):
     async def aforget_user(self, user_id: str) -> int:
         """Delete every memory of `user_id` (their vectors go with them); return how many."""
         async with self._cursor() as cur:
-            await cur.execute(_FORGET_USER, _forget_params(user_id))
+            await cur.execute(_FORGET_USER, namespace_patterns(user_id))
             return cur.rowcount
