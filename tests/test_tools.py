@@ -142,6 +142,10 @@ def test_client_tools_may_not_take_the_servers_names(client: httpx.Client) -> No
             '{"memory_key": "k", "memory_data_json": "[1, 2]"}',
             "Failed: memory_data must be a JSON object, not list",
         ),
+        (
+            json.dumps({"memory_key": "k", "memory_data_json": json.dumps({"fact": "a\x00b"})}),
+            "Failed: memory_data_json may not contain NUL",
+        ),
     ],
 )
 def test_save_user_memory_refuses_what_is_not_a_json_object(

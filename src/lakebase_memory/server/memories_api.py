@@ -18,7 +18,7 @@ from langgraph.store.base import Item
 from pydantic import BaseModel, Field, field_validator
 
 from lakebase_memory.memory.lifecycle import iso_utc
-from lakebase_memory.memory.store import AsyncMemoryStore, user_namespace
+from lakebase_memory.memory.store import AsyncMemoryStore, unstorable_text, user_namespace
 from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.identity import caller_id
 
@@ -41,7 +41,7 @@ class MemoryBody(BaseModel):
                 'must be a JSON object, such as {"fact": "prefers short answers"}, '
                 f"not {_json_kind(value)}"
             )
-        problem = _unstorable_text(value)
+        problem = unstorable_text(value)
         if problem:
             raise ValueError(problem)
         return value
@@ -50,31 +50,6 @@ class MemoryBody(BaseModel):
 def _json_kind(value: Any) -> str:
     kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return kinds.get(type(value), "a number")
-
-
-def _unstorable_text(value: dict[str, Any]) -> str | None:
-    """Why PostgreSQL's jsonb would refuse a string of `value` (its keys included), if it
-    would. Walked without recursion: the body parser allows deeper nesting than Python's
-    stack."""
-    pending: list[Any] = [value]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            pending.extend(node.keys())
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-        elif isinstance(node, str):
-            if "\x00" in node:
-                return "may not contain NUL (\\u0000) characters: remove them and send it again"
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                return (
-                    "has text that is not valid Unicode (an unpaired surrogate such as "
-                    "\\ud800): send the text as UTF-8"
-                )
-    return None
 
 
 def store_of(request: Request) -> AsyncMemoryStore:

@@ -15,7 +15,7 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import InjectedStore
 from langgraph.store.base import BaseStore
 
-from lakebase_memory.memory.store import user_namespace
+from lakebase_memory.memory.store import unstorable_text, user_namespace
 
 SEARCH_LIMIT = 5
 
@@ -66,6 +66,8 @@ async def save_user_memory(
         return f"Failed: memory_data must be a JSON object, not {type(data).__name__}"
     if not memory_key.strip() or "\x00" in memory_key or len(memory_key) > 512:
         return "Failed: memory_key must be 1 to 512 characters, without NUL."
+    if problem := unstorable_text(data):
+        return f"Failed: memory_data_json {problem}"
     await store.aput(user_namespace(user), memory_key, data)
     return f"Successfully saved memory '{memory_key}' for user."
 
