@@ -173,7 +173,8 @@ FROM bench_items i JOIN bench_templates t ON t.n = i.t
 JOIN bench_words a ON a.n = i.w1 JOIN bench_words b ON b.n = i.w2
 JOIN bench_words c ON c.n = i.w3 JOIN bench_words d ON d.n = i.w4"""
 SEARCH_INDEXES = """SELECT indexname, indexdef FROM pg_indexes
-WHERE indexname IN ('store_search_text_idx', 'store_vectors_embedding_idx')"""
+WHERE indexname IN ('store_search_text_idx', 'store_prefix_updated_at_idx',
+                    'store_vectors_embedding_idx')"""
 
 
 async def copy_lines(cur: psycopg.AsyncCursor[Any], statement: str, lines: list[str]) -> None:

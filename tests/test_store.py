@@ -18,7 +18,13 @@ from psycopg.rows import dict_row
 from conftest import create_database
 from lakebase_memory.agent.models.embeddings import HashEmbeddings
 from lakebase_memory.errors import SchemaSetupError
-from lakebase_memory.memory.store import AsyncMemoryStore, MemoryStore, tsquery_text, user_namespace
+from lakebase_memory.memory.store import (
+    AsyncMemoryStore,
+    MemoryStore,
+    text_search,
+    tsquery_text,
+    user_namespace,
+)
 from lakebase_memory.schema import ensure_schema
 from lakebase_memory.schema.store_schema import (
     ensure_store_tables,
@@ -91,6 +97,33 @@ async def test_search_stays_in_its_namespace_and_filters(database: str) -> None:
     assert [i.key for i in found] == ["k2"]
     found = await store.asearch(user_namespace("user_1"), query="blue", limit=1, offset=1)
     assert len(found) == 1
+
+
+async def test_many_matches_rank_the_newest_and_few_rank_exactly(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(text_search, "RANKED_CANDIDATES", 3)
+    store = await open_store(database)
+    # The best match (the word three times) is the oldest of five.
+    await store.aput(ADA, "old", {"fact": "tea tea tea"})
+    for n in range(4):
+        await store.aput(ADA, f"new{n}", {"fact": f"tea number {n}"})
+    await store.aput((*ADA, "notes"), "sub", {"fact": "tea in a sub-namespace"})
+    # More matches than ranked: the 3 newest of each arm (the namespace, its descendants)
+    # are ranked, so the best but oldest is not among them.
+    found = await store.asearch(ADA, query="tea", limit=3)
+    assert [i.key for i in found] == ["sub", "new3", "new2"]
+    # limit + offset above the cap: that many are ranked, so nothing is cut short.
+    assert len(await store.asearch(ADA, query="tea", limit=6)) == 6
+    # At most the cap: the ranking is exact, the oldest item first.
+    await store.adelete(ADA, "new0")
+    await store.adelete(ADA, "new1")
+    found = await store.asearch(ADA, query="tea", limit=10)
+    assert found[0].key == "old" and len(found) == 4
+    # Hybrid search ranks the same candidates by words (these items have no vectors).
+    hybrid = await open_store(database, dims=8)
+    found = await hybrid.asearch(ADA, query="tea tea", limit=10)
+    assert [i.key for i in found][:1] == ["old"] and len(found) == 4
 
 
 async def test_expired_items_are_not_read_and_the_sweep_deletes_them(database: str) -> None:

@@ -20,6 +20,9 @@ from lakebase_memory.memory.store.text_search import SEARCH_TEXT_EXPRESSION
 
 Connection = psycopg.AsyncConnection[DictRow]
 SEARCH_TEXT_INDEX = "store_search_text_idx"
+# A user's items newest first: a search by common words ranks only the most recent of its
+# matches (text_search.RANKED_CANDIDATES), found along this index instead of all of them.
+RECENT_ITEMS_INDEX = "store_prefix_updated_at_idx"
 # The column's statistics keep its 10 x this most common words with their frequencies
 # (PostgreSQL's default, 100, keeps 1,000). A word outside the list is estimated at half the
 # rarest one's frequency: with too short a list, a search of two made-up names at a million
@@ -174,6 +177,7 @@ async def _has_search_text(conn: Connection, schema: str) -> bool:
         row is not None
         and row["attstattarget"] == SEARCH_TEXT_STATISTICS
         and await _regclass(conn, schema, SEARCH_TEXT_INDEX) is not None
+        and await _regclass(conn, schema, RECENT_ITEMS_INDEX) is not None
     )
 
 
@@ -198,6 +202,11 @@ async def _ensure_search_text(conn: Connection, schema: str) -> list[str]:
     await conn.execute(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (search_text)").format(
             sql.Identifier(SEARCH_TEXT_INDEX), table
+        )
+    )
+    await conn.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (prefix, updated_at DESC)").format(
+            sql.Identifier(RECENT_ITEMS_INDEX), table
         )
     )
     return [f"full-text search column and index on {schema}.store"]
