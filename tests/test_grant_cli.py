@@ -112,11 +112,11 @@ def test_grant_on_plain_postgres(postgres_env: str, serve) -> None:
         f'✓ created role "{role}" (plain PostgreSQL: no databricks_auth extension)',
         f"✓ CONNECT on database {database_name}",
         "✓ USAGE on schemas public, ai_chatbot, drizzle",
-        "✓ SELECT, INSERT, UPDATE, DELETE on 12 tables: public.checkpoint_migrations, "
+        "✓ SELECT, INSERT, UPDATE, DELETE on 14 tables: public.checkpoint_migrations, "
         "public.checkpoints, public.checkpoint_blobs, public.checkpoint_writes, "
         "public.store_migrations, public.store, ai_chatbot.Chat, ai_chatbot.Message, "
         "ai_chatbot.Vote, ai_chatbot.checkpoint_threads, ai_chatbot.checkpoint_messages, "
-        "drizzle.__drizzle_migrations",
+        "ai_chatbot.responses, ai_chatbot.response_events, drizzle.__drizzle_migrations",
         "✓ USAGE on sequence drizzle.__drizzle_migrations_id_seq",
         "✓ SELECT, INSERT, UPDATE, DELETE on tables postgres creates later in public, "
         "ai_chatbot, drizzle (default privileges)",

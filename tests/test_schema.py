@@ -75,7 +75,10 @@ def test_store_tables_are_langgraphs_plus_the_search_column(pg_admin: str) -> No
         assert [i for i in stock_indexes if i not in our_indexes] == []
         if tables == STORE_TABLES:
             assert [c[1] for c in extra_columns] == ["search_text"]
-            assert [i[0] for i in extra_indexes] == ["store_search_text_idx"]
+            assert sorted(i[0] for i in extra_indexes) == [
+                "store_prefix_updated_at_idx",
+                "store_search_text_idx",
+            ]
         else:
             assert extra_columns == extra_indexes == []
 
@@ -107,6 +110,7 @@ def test_chat_tables_keep_the_reference_names(database: str) -> None:
     assert tables == [
         ("ai_chatbot", "Chat"), ("ai_chatbot", "Message"), ("ai_chatbot", "Vote"),
         ("ai_chatbot", "checkpoint_messages"), ("ai_chatbot", "checkpoint_threads"),
+        ("ai_chatbot", "response_events"), ("ai_chatbot", "responses"),
         ("drizzle", "__drizzle_migrations"),
     ]  # fmt: skip
     assert {"id", "createdAt", "title", "userId", "visibility", "lastContext"} <= chat_columns

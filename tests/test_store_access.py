@@ -167,14 +167,14 @@ def test_a_fresh_role_uses_the_store_after_grant(owner_env: str, monkeypatch, se
     monkeypatch.setenv("DATABASE_URL", database)
     granted = grant(role)
     assert granted.exit_code == 0, granted.output
-    tables = next(line for line in granted.stdout.splitlines() if " on 14 tables: " in line)
+    tables = next(line for line in granted.stdout.splitlines() if " on 16 tables: " in line)
     for table in STORE + VECTOR:
         assert f"public.{table}," in tables
     assert "note: some of the app's tables" not in granted.stdout
     monkeypatch.setenv("DATABASE_URL", as_app)
     after = doctor()
     assert after.exit_code == 0 and after.statuses == "PNNNPPPN", after.checks
-    assert "all 14 tables exist" in after.checks["schema"]["detail"]
+    assert "all 16 tables exist" in after.checks["schema"]["detail"]
 
     server = serve(settings)
     with server.client() as client:

@@ -171,6 +171,24 @@ class Settings(BaseSettings):
     )
     local_user: str = Field("local-user", min_length=1, description="The user when not trusted.")
 
+    # --- MLflow tracing (observability.tracing; needs the `tracing` extra) -------------------
+    mlflow_tracing: bool = Field(
+        False, description="Send one MLflow trace per turn (model and tool spans)."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="Where traces go: databricks, databricks://<profile> or an MLflow server's "
+        "URL (default: databricks when Databricks authentication is configured).",
+    )
+    mlflow_experiment_name: str | None = Field(
+        None,
+        description="Experiment of the traces, by name (default lakebase-memory; on Databricks "
+        "a workspace path such as /Users/<you>/lakebase-memory).",
+    )
+    mlflow_experiment_id: str | None = Field(
+        None, description="Experiment of the traces, by id (instead of a name)."
+    )
+
     # --- server ----------------------------------------------------------------------------
     app_workers: int = Field(
         1, ge=1, le=64, description="Server processes sharing the port (start-app --workers)."
@@ -179,6 +197,7 @@ class Settings(BaseSettings):
     turn_lease_seconds: float = Field(
         60.0, ge=1, description="Lease of a running turn on its thread (renewed while it runs)."
     )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at GET /metrics.")
 
     # --- memory lifecycle (retention) --------------------------------------------------------
     memory_retention_days: float | None = Field(
@@ -192,6 +211,20 @@ class Settings(BaseSettings):
     )
     memory_retention_batch_size: int = Field(
         500, ge=1, description="Threads deleted per transaction by retention and erasure."
+    )
+
+    # --- background responses (issue 15) ------------------------------------------------------
+    response_lease_seconds: float = Field(
+        30.0, ge=0.5, description="Lease of a running background response (heartbeated)."
+    )
+    response_sweep_seconds: float = Field(
+        10.0, gt=0, description="Seconds between sweeps for background responses whose owner died."
+    )
+    response_poll_seconds: float = Field(
+        0.2, gt=0, le=5, description="How often a stream of another process's response polls."
+    )
+    response_retention_hours: float = Field(
+        24.0, gt=0, description="Delete finished background responses after this many hours."
     )
 
     @field_validator(
@@ -219,6 +252,9 @@ class Settings(BaseSettings):
         "databricks_auth_type",
         "memory_retention_days",
         "memory_max_threads_per_user",
+        "mlflow_tracking_uri",
+        "mlflow_experiment_name",
+        "mlflow_experiment_id",
         mode="before",
     )
     @classmethod

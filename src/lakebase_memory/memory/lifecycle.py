@@ -2,9 +2,9 @@
 completely, erase everything of one user (their long-term memories too), apply a retention
 policy (issue 6).
 
-A thread's rows live in eight tables; `thread_rows.delete_thread_rows` is the one place that
-knows them all, and the server's user-scoped delete, `ThreadStore` and retention all go
-through it.
+A thread's rows live in nine tables (its background responses among them);
+`thread_rows.delete_thread_rows` is the one place that knows them all, and the server's
+user-scoped delete, `ThreadStore` and retention all go through it.
 
 Listing reads `ai_chatbot.checkpoint_threads`, one row per thread that the linear saver keeps
 current (owner, message count, bytes stored, last activity), through its two indexes, so a page
@@ -36,6 +36,7 @@ from lakebase_memory.memory.retention import RetentionPolicy, RetentionReport, a
 from lakebase_memory.memory.store_rows import delete_user_memories
 from lakebase_memory.memory.thread_rows import (
     CHAT,
+    RESPONSES,
     THREADS,
     DeletionCounts,
     delete_thread_rows,
@@ -215,6 +216,12 @@ WHERE h.thread_id IS NOT NULL OR c.id IS NOT NULL
                 if not ids:
                     break
                 total += await delete_thread_rows(conn, ids[:batch_size], self.checkpoint_schema)
+        # Background responses of threads that are no longer the user's (none, normally).
+        async with self.connection() as conn:
+            cursor = await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE user_id = %s").format(RESPONSES), (user_id,)
+            )
+            total += DeletionCounts(responses=max(cursor.rowcount, 0))
         memories = await self.forget_memories(user_id, batch_size=batch_size)
         return ErasureCounts(**total.to_json(), memories=memories)
 

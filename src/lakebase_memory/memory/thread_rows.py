@@ -1,10 +1,11 @@
 """Where a thread's rows are, and deleting them all: the layer under the lifecycle
 (`lifecycle.ThreadStore`), retention and the server's thread catalogue.
 
-A thread's rows live in eight tables: LangGraph's `checkpoints`, `checkpoint_blobs` and
+A thread's rows live in nine tables: LangGraph's `checkpoints`, `checkpoint_blobs` and
 `checkpoint_writes` (in the checkpoint schema), the linear saver's
 `ai_chatbot.checkpoint_messages` and `ai_chatbot.checkpoint_threads`, and the chat UI's
-`ai_chatbot."Chat"`, `"Message"` and `"Vote"`. `delete_thread_rows` is the one place that
+`ai_chatbot."Chat"`, `"Message"` and `"Vote"`, and its background responses
+(`ai_chatbot.responses`, whose events cascade). `delete_thread_rows` is the one place that
 knows them all.
 """
 
@@ -25,6 +26,7 @@ LOG = sql.Identifier(CHAT_SCHEMA, "checkpoint_messages")
 CHAT = sql.Identifier(CHAT_SCHEMA, "Chat")
 CHAT_MESSAGE = sql.Identifier(CHAT_SCHEMA, "Message")
 VOTE = sql.Identifier(CHAT_SCHEMA, "Vote")
+RESPONSES = sql.Identifier(CHAT_SCHEMA, "responses")  # background responses (events cascade)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class DeletionCounts:
     chats: int = 0
     messages: int = 0
     votes: int = 0
+    responses: int = 0
 
     def __add__(self, other: DeletionCounts) -> DeletionCounts:
         return DeletionCounts(
@@ -91,6 +94,9 @@ def _thread_deletes(checkpoint_schema: str) -> list[tuple[str | None, sql.Compos
         ("votes", chat_children(VOTE)),
         ("messages", chat_children(CHAT_MESSAGE)),
         ("chats", by_thread(CHAT, "threadId")),
+        # The thread's background responses hold its text too; a running one's owner finds
+        # its row gone and stops.
+        ("responses", by_thread(RESPONSES)),
     ]
 
 

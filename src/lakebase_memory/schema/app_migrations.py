@@ -28,6 +28,8 @@ MESSAGE_LOG_TABLES = ("checkpoint_threads", "checkpoint_messages")
 STORE_TABLES = ("store_migrations", "store")
 # Only where an embedding model is configured: pgvector's table of the store's embeddings.
 VECTOR_TABLES = ("vector_migrations", "store_vectors")
+# Background responses and their persisted stream events (migration 0004, issue 15).
+RESPONSE_TABLES = ("responses", "response_events")
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,48 @@ CREATE INDEX IF NOT EXISTS checkpoint_threads_activity_idx
 -- Finding a message by id is for cold caches only (a writer that never read the thread):
 -- the primary key's thread prefix serves it, and each message costs one index entry less.
 DROP INDEX IF EXISTS ai_chatbot.checkpoint_messages_message_id_idx;
+""",
+    ),
+    # Background responses (issue 15): a turn that runs without its HTTP request, and every
+    # event of its stream, so that any process can replay and continue it. The owner's lease
+    # (heartbeated while it runs) lets every process mark a response whose owner died as
+    # failed; `cancel_requested` carries a cancel to the owner on another replica.
+    Migration(
+        "0004_background_responses",
+        """
+CREATE TABLE IF NOT EXISTS ai_chatbot.responses (
+    id text PRIMARY KEY,
+    user_id text NOT NULL,
+    thread_id text NOT NULL,
+    status text NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'in_progress', 'completed', 'failed', 'cancelled')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    response jsonb NOT NULL,
+    -- The turn's new input items (the user's message): a page reloaded mid-answer shows it,
+    -- as the thread has it only once the turn is saved.
+    input jsonb NOT NULL DEFAULT '[]'::jsonb,
+    error jsonb,
+    owner_token uuid,
+    lease_expires_at timestamptz,
+    cancel_requested boolean NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS responses_user_idx
+    ON ai_chatbot.responses (user_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS responses_thread_idx ON ai_chatbot.responses (thread_id);
+-- Only unfinished rows: the sweeper's scan for expired leases stays small.
+CREATE INDEX IF NOT EXISTS responses_running_lease_idx
+    ON ai_chatbot.responses (status, lease_expires_at)
+    WHERE status IN ('queued', 'in_progress');
+CREATE INDEX IF NOT EXISTS responses_finished_idx
+    ON ai_chatbot.responses (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ai_chatbot.response_events (
+    response_id text NOT NULL REFERENCES ai_chatbot.responses(id) ON DELETE CASCADE,
+    sequence_number integer NOT NULL,
+    event jsonb NOT NULL,
+    PRIMARY KEY (response_id, sequence_number)
+);
 """,
     ),
 )

@@ -38,6 +38,7 @@ from lakebase_memory.schema.app_migrations import (
     CHAT_SCHEMA,
     CHECKPOINT_TABLES,
     MESSAGE_LOG_TABLES,
+    RESPONSE_TABLES,
     STORE_TABLES,
     VECTOR_TABLES,
 )
@@ -79,6 +80,8 @@ def required_tables(checkpoint_schema: str, *, vectors: bool = False) -> list[tu
         *((CHAT_SCHEMA, table) for table in CHAT_TABLES),
         # The linear saver's message log: in the chat schema, where the seed's grants reach.
         *((CHAT_SCHEMA, table) for table in MESSAGE_LOG_TABLES),
+        # Background responses and their stream events (issue 15).
+        *((CHAT_SCHEMA, table) for table in RESPONSE_TABLES),
         (BOOKKEEPING_SCHEMA, BOOKKEEPING_TABLE),
     ]
 

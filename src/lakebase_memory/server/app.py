@@ -13,7 +13,9 @@ from langchain_core.language_models import BaseChatModel
 
 from lakebase_memory import __version__
 from lakebase_memory.config import Settings, load_settings
-from lakebase_memory.server import memories_api, responses_api, threads_api
+from lakebase_memory.observability import metrics
+from lakebase_memory.server import background_api, memories_api, responses_api, threads_api
+from lakebase_memory.server.background import start_runtime
 from lakebase_memory.server.errors import api_error_for, error_body, install_error_handlers
 from lakebase_memory.server.headers import SecurityHeaders
 from lakebase_memory.server.identity import caller_id
@@ -33,7 +35,7 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
         if getattr(app.state, "runtime", None) is not None:
             yield  # opened and closed by start-app's server, around the ASGI lifespan
             return
-        runtime = await AppRuntime.start(settings, model=model)
+        runtime = await start_runtime(settings, model=model)
         app.state.runtime = runtime
         try:
             yield
@@ -50,7 +52,9 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     # Added last, so outermost: its headers are on every answer, the 413 above included.
     app.add_middleware(SecurityHeaders, ui_policy=CONTENT_SECURITY_POLICY, ui_paths=UI_PATHS)
+    metrics.install(app, enabled=settings.metrics_enabled)  # its middleware outermost of all
     app.include_router(responses_api.router)
+    app.include_router(background_api.router)
     app.include_router(threads_api.router)
     app.include_router(memories_api.router)
     mount_ui(app)
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, *, model: BaseChatModel | None 
                 await conn.execute("SELECT 1")
         except Exception as error:
             api_error = await api_error_for(error, runtime.target)
+            metrics.count_error(api_error.code)
             body = {"status": "unhealthy", **error_body(api_error.code, api_error.message)}
             return JSONResponse(body, status_code=503)
         return {"status": "healthy"}

@@ -35,6 +35,7 @@ from lakebase_memory.memory.threads import (
     ThreadConflictError,
     ThreadNotFoundError,
 )
+from lakebase_memory.observability import metrics
 from lakebase_memory.server.protocol import INPUT_ITEM_TAGS, InvalidThreadIdError
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ UNPARSABLE_BODY = "There was an error parsing the body"
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         api_error = await api_error_for(error, target_of(request))
+        metrics.count_error(api_error.code)
         if api_error.status >= 500:
             logger.error("%s %s failed: %s", request.method, request.url.path, error,
                          exc_info=api_error.code == "internal_error")  # fmt: skip
@@ -212,12 +214,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         status, message, details = describe_validation(error)
+        metrics.count_error("invalid_request")
         return JSONResponse(error_body("invalid_request", message, details), status_code=status)
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
                  413: "request_too_large"}  # fmt: skip
+        code = codes.get(error.status_code, "http_error")
+        metrics.count_error(code)
         message = str(error.detail)
         if message == UNPARSABLE_BODY:  # FastAPI's words for a body json.loads gave up on
             message = (
@@ -226,7 +231,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 '{"input": [{"role": "user", "content": "..."}]}.'
             )
         return JSONResponse(
-            error_body(codes.get(error.status_code, "http_error"), message),
+            error_body(code, message),
             status_code=error.status_code,
             headers=getattr(error, "headers", None),
         )

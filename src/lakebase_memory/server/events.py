@@ -43,9 +43,9 @@ class StreamedCall:
 
 
 class ResponseEvents:
-    def __init__(self, thread_id: str) -> None:
+    def __init__(self, thread_id: str, response_id: str | None = None) -> None:
         self.thread_id = thread_id
-        self.response_id = f"resp_{uuid.uuid4().hex}"
+        self.response_id = response_id or f"resp_{uuid.uuid4().hex}"
         self.created_at = int(time.time())
         self.output: list[dict[str, Any]] = []
         self._sequence = 0

@@ -7,6 +7,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lakebase_memory.observability import metrics
 from lakebase_memory.server.errors import error_body
 
 
@@ -30,6 +31,7 @@ class BodySizeLimit:
             return
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            metrics.count_error("request_too_large")
             body = json.dumps(
                 error_body("request_too_large", too_large_message(self.max_bytes))
             ).encode()

@@ -13,6 +13,7 @@ from psycopg_pool import PoolTimeout
 from lakebase_memory.config import Settings
 from lakebase_memory.database import DatabaseTarget
 from lakebase_memory.errors import LakebaseMemoryError
+from lakebase_memory.server.background import start_runtime
 from lakebase_memory.server.runtime import AppRuntime
 
 
@@ -42,7 +43,7 @@ class AppServer(uvicorn.Server):
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         try:
-            self._app.state.runtime = await AppRuntime.start(self._settings, target=self._target)
+            self._app.state.runtime = await start_runtime(self._settings, target=self._target)
         except (LakebaseMemoryError, psycopg.Error, PoolTimeout, OSError) as error:
             typer.echo(f"error: {error}", err=True)
             self.should_exit = True  # uvicorn then returns without serving

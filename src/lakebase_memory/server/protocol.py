@@ -131,6 +131,11 @@ class ResponsesRequest(BaseModel):
     custom_inputs: dict[str, Any] | None = None
     context: RequestContext | None = None
     stream: bool = False
+    background: bool = Field(
+        False,
+        description="Run the turn in the server and answer at once with the stored response "
+        "(GET /responses/{id} to poll or resume its stream, POST .../cancel to stop it).",
+    )
     tools: list[FunctionTool] | None = Field(
         None, max_length=128, description="Functions the client runs (Responses `tools`)."
     )

@@ -10,6 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from lakebase_memory.observability import metrics
+from lakebase_memory.server import background_api
 from lakebase_memory.server.errors import api_error_for
 from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.protocol import ResponsesRequest
@@ -27,7 +29,10 @@ def runtime_of(request: Request) -> AppRuntime:
 
 async def _respond(request: Request, body: ResponsesRequest) -> Any:
     runtime = runtime_of(request)
-    turn = await prepare_turn(runtime, body, caller_id(request, runtime.settings))
+    user = caller_id(request, runtime.settings)
+    turn = await prepare_turn(runtime, body, user)
+    if body.background:  # validated and leased as any turn; then it runs without the request
+        return await background_api.start_background(runtime, turn, user, stream=body.stream)
     events = start_turn(runtime, turn)
     if body.stream:
         return StreamingResponse(
@@ -50,6 +55,7 @@ async def _sse(
             yield f"data: {json.dumps(event)}\n\n"
     except Exception as error:
         api_error = await api_error_for(error, runtime.target)
+        metrics.count_error(api_error.code, stream=True)
         logger.error("streamed turn on thread %s failed: %s", turn.thread_id, error,
                      exc_info=api_error.code == "internal_error")  # fmt: skip
         frame = {"type": "error", "error": api_error.message, "code": api_error.code,

@@ -12,8 +12,6 @@ is logged and the next one tries again. Replicas coordinate through the pass's a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import replace
 from typing import Any
@@ -24,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from lakebase_memory.config import Settings
 from lakebase_memory.memory.lifecycle import ThreadStore
 from lakebase_memory.memory.retention import RetentionPolicy, RetentionReport
+from lakebase_memory.server.periodic import PeriodicTask
 
 logger = logging.getLogger("lakebase_memory.retention")
 
@@ -39,7 +38,7 @@ def policy_from(settings: Settings) -> RetentionPolicy:
     return replace(threads, expire_memories=expire)
 
 
-class RetentionTask:
+class RetentionTask(PeriodicTask):
     """One background loop applying the policy with the server's pool."""
 
     def __init__(
@@ -56,7 +55,6 @@ class RetentionTask:
         self.interval_seconds = interval_seconds
         self.batch_size = batch_size
         self.passes = 0  # completed passes, failed ones included (for tests and health)
-        self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def start(
@@ -73,7 +71,7 @@ class RetentionTask:
             interval_seconds=settings.memory_retention_interval_seconds,
             batch_size=settings.memory_retention_batch_size,
         )
-        task._task = asyncio.create_task(task._loop(), name="lakebase-memory retention")
+        task.start_loop("lakebase-memory retention")
         logger.info(
             "retention: %s, every %gs",
             policy.describe(),
@@ -108,17 +106,3 @@ class RetentionTask:
         else:
             logger.debug("retention: nothing to delete")
         return report
-
-    async def _loop(self) -> None:
-        while True:
-            await self.run_once()
-            await asyncio.sleep(self.interval_seconds)
-
-    async def stop(self) -> None:
-        """Cancel the loop and wait for it (an open batch rolls back)."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -27,8 +27,12 @@ from lakebase_memory.errors import ConfigurationError
 from lakebase_memory.memory import ChatMessages, ThreadCatalogue, make_checkpointer
 from lakebase_memory.memory.saver import AsyncLinearPostgresSaver
 from lakebase_memory.memory.store import AsyncMemoryStore
+from lakebase_memory.observability.tracing import TurnTracing, open_tracing
 from lakebase_memory.schema import ensure_schema
 from lakebase_memory.server.retention import RetentionTask
+
+if TYPE_CHECKING:
+    from lakebase_memory.server.background import BackgroundResponses
 
 logger = logging.getLogger("lakebase_memory")
 SHUTDOWN_GRACE_SECONDS = 30.0  # how long running turns may take to finish at shutdown
@@ -52,6 +56,9 @@ class AppRuntime:
     planner: ContextPlanner
     retention: RetentionTask | None = None  # the background retention loop, if a rule is set
     watch: EmbeddedWatch | None = None  # starts the embedded PostgreSQL again if it dies
+    tracing: TurnTracing | None = None  # MLflow tracing of turns (MLFLOW_TRACING), if on
+    # Background responses (issue 15): stored, resumable, cancellable turns.
+    responses: BackgroundResponses | None = None
     # Turns that outlive their request (the client went away) and lease releases: finished
     # before the pool closes.
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -69,6 +76,8 @@ class AppRuntime:
         pool: Pool | None = None
         owns_model = model is None
         try:
+            # First: a tracing misconfiguration fails the start before the pool and model open.
+            tracing = await asyncio.to_thread(open_tracing, settings)
             facts = await probe_server(target)
             version = facts.version
             pool_size = facts.pool_size(settings)
@@ -105,6 +114,7 @@ class AppRuntime:
                 model=model,
                 owns_model=owns_model,
                 planner=planner,
+                tracing=tracing,
             )
         except BaseException:
             try:
@@ -141,6 +151,8 @@ class AppRuntime:
                 await self.watch.stop()
             if self.retention is not None:
                 await self.retention.stop()
+            if self.responses is not None:
+                await self.responses.close()
             if self.background:
                 _, running = await asyncio.wait(
                     set(self.background), timeout=SHUTDOWN_GRACE_SECONDS

@@ -93,11 +93,22 @@ async def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
     state = await runtime.graph.aget_state({"configurable": {"thread_id": thread_id}})
     messages = state.values.get("messages", []) if state.values else []
     votes = await runtime.messages.votes(thread_id)
+    # A background response still running on the thread: the UI reattaches to its stream.
+    active = None
+    if runtime.responses is not None:
+        active = await runtime.responses.rows.active_for_thread(thread_id, summary.user_id)
     # What the model is no longer sent of this thread, and the summary it gets instead.
     context = ContextState.load(state.values.get("context") if state.values else None)
     return {
         **summary.to_json(),
         "messages": [_message_json(m, votes) for m in messages],
+        "active_response": None
+        if active is None
+        else {
+            "id": active.id,
+            "status": active.status,
+            "input": active.input,
+        },
         "context": {
             "messages_left_out": context.left_out,
             "notes": context.notes,

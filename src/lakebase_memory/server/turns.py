@@ -30,6 +30,8 @@ from lakebase_memory.agent.context import EstimatedTokens, message_tokens
 from lakebase_memory.agent.graph import AGENT_NODE, CLIENT_TOOLS_KEY
 from lakebase_memory.memory.history import message_text, new_messages
 from lakebase_memory.memory.saver.ops import read_only, with_turn
+from lakebase_memory.observability import metrics
+from lakebase_memory.observability.tracing import traced_stream
 from lakebase_memory.server.errors import ApiError
 from lakebase_memory.server.events import Event, ResponseEvents
 from lakebase_memory.server.protocol import ResponsesRequest
@@ -45,6 +47,8 @@ class PreparedTurn:
     config: dict[str, Any]
     turn_id: str
     chat_created_at: datetime  # the chat row's: which chat the turn's messages are synced to
+    # A background response's stored id (`lakebase_memory.server.background`): its events carry it.
+    response_id: str | None = None
 
 
 async def prepare_turn(runtime: AppRuntime, request: ResponsesRequest, user: str) -> PreparedTurn:
@@ -166,12 +170,13 @@ def start_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
     return events()
 
 
+@metrics.observed_turn
 async def run_turn(runtime: AppRuntime, turn: PreparedTurn) -> AsyncIterator[Event]:
-    events = ResponseEvents(turn.thread_id)
+    events = ResponseEvents(turn.thread_id, response_id=turn.response_id)
     lease = runtime.checkpointer.aheld_turn(
         turn.thread_id, turn.turn_id, lease_seconds=runtime.settings.turn_lease_seconds
     )
-    async with lease:
+    async with lease, metrics.lease_held():
         async for event in _run_agent(runtime, turn, events):
             yield event
     for event in events.completed():
@@ -185,7 +190,10 @@ async def _run_agent(
         yield event
     state: dict[str, Any] = {}
     try:
-        async for mode, payload in runtime.graph.astream(
+        # Tracing off (the default), traced_stream is the astream call itself.
+        async for mode, payload in traced_stream(
+            runtime.tracing,
+            runtime.graph.astream,
             turn.graph_input,
             turn.config,
             stream_mode=["messages", "updates", "values"],

@@ -39,6 +39,7 @@ from lakebase_memory.database import DatabaseTarget, TargetKind, open_target
 from lakebase_memory.database.pool import probe_server
 from lakebase_memory.database.watch import EmbeddedWatch
 from lakebase_memory.errors import ConfigurationError
+from lakebase_memory.observability import metrics
 from lakebase_memory.schema import ensure_schema
 from lakebase_memory.server.app import create_app
 from lakebase_memory.server.process import AppServer, app_url
@@ -89,7 +90,8 @@ def serve_workers(settings: Settings, host: str, port: int, log_level: str) -> b
             f"lakebase-memory is ready at {app_url(host, port)}  ({settings.app_workers} "
             f"worker processes, up to {pool_size} database connections each; Ctrl-C stops it)"
         )
-        with listener:
+        # Every worker writes its metrics to one fresh folder; a scrape of any one sums them.
+        with listener, metrics.shared_across_workers(settings.metrics_enabled):
             return asyncio.run(_supervise(plan, listener, target, ready_line))
     finally:
         target.close()
@@ -157,6 +159,7 @@ async def _supervise(
                     "worker process %s ended (exit code %s); starting another",
                     worker.process.pid, worker.process.exitcode,
                 )  # fmt: skip
+                metrics.worker_ended(worker.process.pid)
                 workers[index] = _Worker.start(plan, listener)
             if not served and time.monotonic() > deadline:
                 typer.echo("error: the worker processes did not start in time", err=True)

@@ -1,11 +1,12 @@
 // The chat UI: a sidebar of the user's threads and one conversation, streamed over SSE.
 // Everything lives on the server (PostgreSQL); the page keeps only the selected thread id,
 // in the URL hash, so a reload or a server restart shows the same conversation.
-// Helpers are in common.js, tool calls and a thread's answers in tools.js, the memory panel
-// in memory.js.
+// Helpers are in common.js, reading an answer's stream (and resuming it) in stream.js, tool
+// calls and a thread's answers in tools.js, the memory panel in memory.js.
 "use strict";
 
-const state = { threadId: null, threads: [], nextCursor: null, busy: false };
+// `painter`: the answer being streamed (stream.js), which the Stop button cancels.
+const state = { threadId: null, threads: [], nextCursor: null, busy: false, painter: null };
 
 function threadPath(id) {
   return `/api/threads/${encodeURIComponent(id)}`;
@@ -122,6 +123,8 @@ async function selectThread(id) {
     const thread = await api(threadPath(id));
     $("chat-title").textContent = thread.title;
     box.replaceChildren(...threadViews(thread.messages));
+    const active = thread.active_response;
+    if (active && !state.busy && state.threadId === id) reattach(id, active);
   } catch (error) {
     if (error.status === 404) { newChat(); return; }
     box.replaceChildren(errorView(`Couldn't open this chat: ${error.message}`,
@@ -183,144 +186,101 @@ async function send(text) {
   await answer(text);
 }
 
-async function answer(text) {
-  state.busy = true;
-  $("send").disabled = true;
+function answerView() {
   const box = $("messages");
   const view = el("div", { class: "msg assistant streaming" }, [el("div", { class: "bubble" })]);
   view.dataset.deltas = "0";
   box.append(view);
   box.scrollTop = box.scrollHeight;
-  const fail = (message) => {
-    view.classList.remove("streaming");
-    for (const bubble of view.querySelectorAll(".bubble")) {
-      if (!bubble.textContent) bubble.remove();
+  return view;
+}
+
+function setBusy(painter) {
+  state.busy = painter !== null;
+  state.painter = painter;
+  $("send").disabled = state.busy;
+  $("send").hidden = state.busy;
+  $("stop").hidden = !state.busy;
+}
+
+function failAnswer(view, message, retry) {
+  view.classList.remove("streaming");
+  view.querySelectorAll(".tool-call").forEach(settleToolView);
+  for (const bubble of view.querySelectorAll(".bubble")) {
+    if (!bubble.textContent) bubble.remove();
+  }
+  view.append(errorView(message, retry));
+}
+
+async function answer(text) {
+  const view = answerView();
+  const sentFrom = state.threadId;
+  const painter = answerPainter(view, (threadId) => {
+    // A new chat learns its id from the stream; a user who opened another chat meanwhile
+    // stays where they are.
+    if (state.threadId === sentFrom && threadId !== sentFrom) {
+      state.threadId = threadId;
+      history.replaceState(null, "", `#/chat/${encodeURIComponent(threadId)}`);
     }
-    view.append(errorView(message, () => { view.remove(); answer(text); }));
-  };
+  });
+  setBusy(painter);
+  const retry = () => { view.remove(); answer(text); };
   try {
-    const body = { input: [{ role: "user", content: text }], stream: true };
+    // In the background: the answer goes on without this connection, which may be resumed.
+    const body = { input: [{ role: "user", content: text }], stream: true, background: true };
     if (state.threadId) body.custom_inputs = { thread_id: state.threadId };
     const response = await fetch("/responses", {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
     if (!response.ok) throw await errorFrom(response);
-    const sentFrom = state.threadId;
-    const outcome = await readStream(response, view, (threadId) => {
-      // A new chat learns its id from the stream; a user who opened another chat meanwhile
-      // stays where they are.
-      if (state.threadId === sentFrom && threadId !== sentFrom) {
-        state.threadId = threadId;
-        history.replaceState(null, "", `#/chat/${encodeURIComponent(threadId)}`);
-      }
-    });
-    view.querySelectorAll(".tool-call").forEach(settleToolView);
-    if (outcome.error) fail(outcome.error);
-    else {
-      view.classList.remove("streaming");
-      const bubbles = view.querySelectorAll(".bubble");
-      const lastBubble = bubbles[bubbles.length - 1];
-      if (bubbles.length > 1 && !lastBubble.textContent) lastBubble.remove();
-      // The stream names the saved answer's id (`message_id`): votes need nothing else, so
-      // the conversation is not read back.
-      if (outcome.messageId) {
-        view.append(voteButtons({ id: outcome.messageId, vote: null }, outcome.threadId));
-      }
-      await loadThreads();
-      const saved = state.threads.find((thread) => thread.id === outcome.threadId);
-      if (saved && state.threadId === outcome.threadId) $("chat-title").textContent = saved.title;
-    }
+    await settleAnswer(view, painter, await followAnswer(painter, response), retry);
   } catch (error) {
     const message = error instanceof TypeError
       ? `Network error: the server did not answer (${error.message}).` : error.message;
-    fail(message);
+    failAnswer(view, message, retry);
   } finally {
-    state.busy = false;
-    $("send").disabled = false;
+    setBusy(null);
     refreshMemories(); // the turn may have saved or forgotten a memory, even if it failed
   }
 }
 
-async function readStream(response, view, adopt) {
-  let bubble = view.querySelector(".bubble"); // the text being streamed
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let text = "";
-  let pending = false;
-  let streamThread = null;
-  let messageId = null; // the answer's id for votes, from its finished message item
-  const calls = new Map(); // a tool call's view, by its item id and by its call id
-  const paint = () => {
-    pending = false;
-    renderMarkdown(bubble, text);
-    $("messages").scrollTop = $("messages").scrollHeight;
-  };
-  // A tool call goes before the text still to come; after text already shown, the text that
-  // follows it gets a bubble of its own.
-  const addCall = (item) => {
-    const call = toolView(item.name, item.call_id);
-    if (!text) bubble.before(call);
-    else {
-      paint();
-      bubble.after(call);
-      bubble = el("div", { class: "bubble" });
-      call.after(bubble);
-      text = "";
-    }
-    calls.set(item.id, call);
-    calls.set(item.call_id, call);
-    return call;
-  };
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const frame = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      if (!frame.startsWith("data: ")) continue;
-      const data = frame.slice(6);
-      if (data === "[DONE]") {
-        paint();
-        return { threadId: streamThread, messageId };
-      }
-      const event = JSON.parse(data);
-      const threadId = event.custom_outputs?.thread_id ?? event.response?.custom_outputs?.thread_id;
-      if (threadId && threadId !== streamThread) {
-        streamThread = threadId;
-        adopt(threadId);
-      }
-      if (event.type === "error") return { error: event.error };
-      const item = event.item;
-      if (event.type === "response.output_item.done" && item?.type === "message") {
-        messageId = item.message_id ?? messageId;
-      }
-      if (item?.type === "function_call") {
-        const call = calls.get(item.id) || addCall(item);
-        if (event.type === "response.output_item.done") setToolArguments(call, item.arguments);
-      }
-      if (event.type === "response.function_call_arguments.delta" && calls.has(event.item_id)) {
-        appendToolArguments(calls.get(event.item_id), event.delta);
-      }
-      if (event.type === "response.function_call_arguments.done" && calls.has(event.item_id)) {
-        setToolArguments(calls.get(event.item_id), event.arguments);
-      }
-      if (item?.type === "function_call_output") {
-        const call = calls.get(item.call_id) || addCall({ name: "tool", ...item, id: null });
-        setToolOutput(call, item.output);
-      }
-      if (event.type === "response.output_text.delta") {
-        text += event.delta;
-        view.dataset.deltas = String(Number(view.dataset.deltas) + 1);
-        if (!pending) { pending = true; requestAnimationFrame(paint); }
-      }
-    }
+// A chat opened (or the page reloaded) while its answer runs: show the answer from its
+// first event, and the rest as it comes.
+async function reattach(threadId, active) {
+  // The turn's question: the thread has it only once the answer is saved.
+  for (const item of active.input || []) {
+    const text = typeof item.content === "string" ? item.content
+      : (item.content || []).map((part) => part.text).join("");
+    $("messages").append(messageView("user", text));
   }
-  paint();
-  // The connection ended without [DONE]: the answer was cut off.
-  return { error: "The answer was cut off: the connection ended early." };
+  const view = answerView();
+  const painter = answerPainter(view, () => {});
+  painter.progress.responseId = active.id;
+  setBusy(painter);
+  const retry = () => { view.remove(); selectThread(threadId); };
+  try {
+    await settleAnswer(view, painter, await followAnswer(painter, null), retry);
+  } finally {
+    setBusy(null);
+    refreshMemories();
+  }
+}
+
+async function settleAnswer(view, painter, outcome, retry) {
+  if (outcome.error) { failAnswer(view, outcome.error, retry); return; }
+  view.querySelectorAll(".tool-call").forEach(settleToolView);
+  view.classList.remove("streaming");
+  const bubbles = view.querySelectorAll(".bubble");
+  const lastBubble = bubbles[bubbles.length - 1];
+  if (bubbles.length > 1 && !lastBubble.textContent) lastBubble.remove();
+  if (outcome.cancelled) view.append(el("div", { class: "stopped", text: "Stopped." }));
+  const { messageId, threadId } = painter.progress;
+  // The stream names the saved answer's id (`message_id`): votes need nothing else, so the
+  // conversation is not read back.
+  if (messageId) view.append(voteButtons({ id: messageId, vote: null }, threadId));
+  await loadThreads();
+  const saved = state.threads.find((thread) => thread.id === threadId);
+  if (saved && state.threadId === threadId) $("chat-title").textContent = saved.title;
 }
 
 // --- start -------------------------------------------------------------------------------
@@ -350,6 +310,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     input.style.height = "";
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
   });
+  $("stop").addEventListener("click", () => state.painter && cancelAnswer(state.painter));
   $("new-chat").addEventListener("click", newChat);
   $("more-chats").addEventListener("click", () => loadThreads(true));
   $("toggle-sidebar").addEventListener("click", () => setSidebar(true));
