@@ -99,6 +99,14 @@ class World:
     set_token_ttl: Callable[[float], None]
     databases: list[str] = field(default_factory=list)
 
+    def drop_databases(self) -> None:
+        """Drop every database this world made."""
+        with psycopg.connect(self.ll.admin_conninfo("postgres"), autocommit=True) as admin:
+            for name in self.databases:
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
     def database(self) -> str:
         """A new database owned by the instance owner, so each case starts from nothing."""
         name = f"doctor_{uuid.uuid4().hex[:10]}"
@@ -151,11 +159,7 @@ def world(local_lakebase: LocalLakebase, monkeypatch, tmp_path, short_token_ttl)
     monkeypatch.chdir(tmp_path)
     made = World(local_lakebase, monkeypatch, short_token_ttl)
     yield made
-    with psycopg.connect(local_lakebase.admin_conninfo("postgres"), autocommit=True) as admin:
-        for name in made.databases:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    made.drop_databases()
 
 
 @dataclass

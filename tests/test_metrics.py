@@ -163,6 +163,28 @@ def test_failed_turns_and_the_stream_error_frame_are_counted(
     assert value(after, f"{P}turn_leases_held") == value(before, f"{P}turn_leases_held")
 
 
+def test_a_failed_background_turn_is_counted_as_its_error(
+    database: str, serve: Callable[..., LiveServer]
+) -> None:
+    server = serve(make_settings(database), model=FailingModel())
+    with server.client() as client:
+        before = scrape(client)
+        started = client.post(
+            "/responses",
+            json={"input": "fail", "background": True, "custom_inputs": {"thread_id": "bg-fail"}},
+        )
+        assert started.status_code == 200, started.text
+        for _ in range(100):
+            response = client.get(f"/responses/{started.json()['id']}").json()
+            if response["status"] != "queued" and response["status"] != "in_progress":
+                break
+            time.sleep(0.05)
+        assert response["status"] == "failed" and response["error"]["code"] == "model_error"
+        after = scrape(client)
+    assert moved(before, after, f"{P}turns_total", outcome="failed") == 1
+    assert changed_errors(before, after) == {("model_error", "stream"): 1}
+
+
 def test_pool_gauges_are_the_pool_now(database: str, serve: Callable[..., LiveServer]) -> None:
     server = serve(make_settings(database, db_pool_max_size=4))
     with server.client() as client:

@@ -383,11 +383,7 @@ def lakebase_world(local_lakebase: LocalLakebase, monkeypatch, tmp_path, short_t
     monkeypatch.delenv("EMBEDDING_DIMS", raising=False)
     made = World(local_lakebase, monkeypatch, short_token_ttl)
     yield made
-    with psycopg.connect(local_lakebase.admin_conninfo("postgres"), autocommit=True) as admin:
-        for name in made.databases:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    made.drop_databases()
 
 
 def test_a_lakebase_app_uses_the_store_after_grant(lakebase_world: World, serve) -> None:

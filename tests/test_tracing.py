@@ -17,6 +17,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -230,6 +231,34 @@ def test_an_unknown_experiment_id_is_a_configuration_error(
         open_tracing(settings)
 
 
+def test_databricks_without_credentials_is_a_configuration_error(
+    database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("mlflow", reason="the `tracing` extra (mlflow-tracing) is not installed")
+    pytest.importorskip("databricks.sdk")
+    for name in [n for n in os.environ if n.startswith("DATABRICKS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = make_settings(
+        database, mlflow_tracing=True, mlflow_tracking_uri="databricks", mlflow_experiment_id="1"
+    )
+    with pytest.raises(ConfigurationError, match="no credentials"):
+        open_tracing(settings)
+
+
+def test_databricks_tracing_without_the_sdk_says_which_extra(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("databricks.sdk", "databricks.sdk.core"):  # what the import finds: nothing
+        monkeypatch.setitem(sys.modules, name, None)
+    settings = make_settings(
+        database, mlflow_tracing=True, mlflow_tracking_uri="databricks", mlflow_experiment_id="1"
+    )
+    with pytest.raises(ConfigurationError, match=r"uv sync --extra databricks"):
+        open_tracing(settings)
+
+
 def test_without_the_extra_tracing_on_is_a_configuration_error(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,6 +281,8 @@ def test_without_the_extra_tracing_on_is_a_configuration_error(
              "mlflow_experiment_id": "1"},
             "not both",
         ),
+        ({"mlflow_tracking_uri": "sqlite:///mlflow.db"}, "traces go to an MLflow server"),
+        ({"mlflow_tracking_uri": "./mlruns"}, "traces go to an MLflow server"),
     ],
 )  # fmt: skip
 def test_tracing_settings_that_cannot_work(

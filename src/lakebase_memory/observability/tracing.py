@@ -15,7 +15,6 @@ turn (it costs the trace, with a warning in the log).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,8 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakebase_memory.config import Settings
-from lakebase_memory.config.databricks import INSTALL_HINT as DATABRICKS_INSTALL_HINT
-from lakebase_memory.config.databricks import SDK_FIELDS
+from lakebase_memory.config.databricks import SDK_FIELDS, sdk_config
 from lakebase_memory.errors import ConfigurationError, first_line
 from lakebase_memory.memory.history import message_text
 
@@ -105,6 +103,13 @@ def tracing_target(settings: Settings) -> TracingTarget:
             "Set one of MLFLOW_EXPERIMENT_NAME and MLFLOW_EXPERIMENT_ID, not both."
         )
     target = TracingTarget(uri.strip(), experiment_id, name)
+    if not (target.on_databricks or target.tracking_uri.startswith(("http://", "https://"))):
+        # mlflow-tracing has no local stores (a folder, sqlite:///...): only a server's API.
+        raise ConfigurationError(
+            f"MLFLOW_TRACKING_URI={target.tracking_uri!r}: traces go to an MLflow server "
+            "(http://host:port; run one with `uvx mlflow server --backend-store-uri "
+            "sqlite:///mlflow.db`) or to `databricks`."
+        )
     if not name and not experiment_id:
         if target.on_databricks:
             # A workspace has no default experiment an app may write to: it must be named.
@@ -184,8 +189,8 @@ def open_tracing(settings: Settings) -> TurnTracing | None:
     if not settings.mlflow_tracing:
         return None  # and mlflow is never imported
     target = tracing_target(settings)
-    if target.on_databricks and importlib.util.find_spec("databricks.sdk") is None:
-        raise ConfigurationError(f"MLFLOW_TRACING to Databricks: {DATABRICKS_INSTALL_HINT}")
+    if target.on_databricks:
+        _check_databricks_auth(settings, target)
     for name, value in MLFLOW_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     if target.on_databricks:
@@ -209,12 +214,6 @@ def open_tracing(settings: Settings) -> TurnTracing | None:
                 "MLFLOW_TRACING=false."
             ) from error
         return _untraced(target, error)
-    except ValueError as error:  # the Databricks SDK finds no credentials
-        raise ConfigurationError(
-            f"MLFLOW_TRACING to Databricks: no credentials ({first_line(error)}). Set "
-            "DATABRICKS_HOST with DATABRICKS_TOKEN, DATABRICKS_CLIENT_ID/SECRET or "
-            "DATABRICKS_CONFIG_PROFILE, or set MLFLOW_TRACING=false."
-        ) from error
     except OSError as error:
         return _untraced(target, error)
     logger.info("tracing turns to %s (id %s)", target.describe(), experiment.experiment_id)
@@ -240,6 +239,22 @@ def _environment_kept(names: tuple[str, ...]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _check_databricks_auth(settings: Settings, target: TracingTarget) -> None:
+    """The SDK's credentials as the app resolves them: MLflow would report them missing as an
+    unreachable server, and the app would start untraced instead of saying what to set."""
+    profile = target.tracking_uri.removeprefix("databricks").removeprefix("://") or None
+    try:
+        sdk_config(settings, **({"profile": profile} if profile else {}))
+    except ConfigurationError as error:  # the SDK is missing
+        raise ConfigurationError(f"MLFLOW_TRACING to Databricks: {error}") from error
+    except ValueError as error:
+        raise ConfigurationError(
+            f"MLFLOW_TRACING to Databricks: no credentials ({first_line(error)}). Set "
+            "DATABRICKS_HOST with DATABRICKS_TOKEN, DATABRICKS_CLIENT_ID/SECRET or "
+            "DATABRICKS_CONFIG_PROFILE, or set MLFLOW_TRACING=false."
+        ) from error
 
 
 def _export_databricks_auth(settings: Settings) -> None:

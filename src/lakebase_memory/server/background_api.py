@@ -9,7 +9,6 @@ response; another user's id answers 404 as an unknown one does.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +20,7 @@ from lakebase_memory.observability import metrics
 from lakebase_memory.server.background import BackgroundResponses, ResponseRow, follow
 from lakebase_memory.server.background.rows import TERMINAL_EVENTS
 from lakebase_memory.server.errors import ApiError, api_error_for
+from lakebase_memory.server.events import error_frame, sse
 from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.runtime import AppRuntime
 from lakebase_memory.server.turns import PreparedTurn
@@ -126,16 +126,12 @@ async def _sse(runtime: AppRuntime, row: ResponseRow, after: int) -> AsyncIterat
         async for event in follow(responses.rows, responses.wakeups, row.id, row.user_id,
                                   after, poll):  # fmt: skip
             ended = event["type"] in TERMINAL_EVENTS
-            yield f"data: {json.dumps(event)}\n\n"
+            yield sse(event)
         if not ended and await responses.rows.get(row.id, row.user_id) is None:
-            frame = {"type": "error", "error": _not_found(row.id).message,
-                     "code": "response_not_found"}  # fmt: skip
-            yield f"data: {json.dumps(frame)}\n\n"
+            yield sse(error_frame(_not_found(row.id).message, "response_not_found"))
     except Exception as error:  # the database failed mid-stream: say so, as a direct stream
         api_error = await api_error_for(error, runtime.target)
         metrics.count_error(api_error.code, stream=True)
         logger.error("stream of background response %s failed: %s", row.id, error)
-        frame = {"type": "error", "error": api_error.message, "code": api_error.code,
-                 "custom_outputs": {"thread_id": row.thread_id}}  # fmt: skip
-        yield f"data: {json.dumps(frame)}\n\n"
-    yield "data: [DONE]\n\n"
+        yield sse(error_frame(api_error.message, api_error.code, row.thread_id))
+    yield sse("[DONE]")

@@ -19,6 +19,7 @@ vote endpoint), so a client can vote on an answer without reading the thread bac
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -86,11 +87,6 @@ class ResponseEvents:
                 custom_outputs=self.custom_outputs(),
             )
         ]
-
-    def error(self, message: str, code: str) -> Event:
-        # The reference's mid-stream error frame is {"error": "..."}; type and code are extra.
-        return {"type": "error", "error": message, "code": code,
-                "sequence_number": self._next()}  # fmt: skip
 
     # --- messages -------------------------------------------------------------------------
 
@@ -210,6 +206,20 @@ class ResponseEvents:
     def _next(self) -> int:
         self._sequence += 1
         return self._sequence - 1
+
+
+def error_frame(message: str, code: str, thread_id: str | None = None) -> Event:
+    """The event that ends a stream with an error, direct or background. The reference's
+    mid-stream error frame is {"error": "..."}; type, code and the thread are extra."""
+    frame: Event = {"type": "error", "error": message, "code": code}
+    if thread_id is not None:
+        frame["custom_outputs"] = {"thread_id": thread_id}
+    return frame
+
+
+def sse(event: Event | str) -> str:
+    """One server-sent event: an event as JSON, or a bare word ([DONE])."""
+    return f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n"
 
 
 def chat_message_id(message: BaseMessage) -> str | None:

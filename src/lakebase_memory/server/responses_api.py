@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from lakebase_memory.observability import metrics
 from lakebase_memory.server import background_api
 from lakebase_memory.server.errors import api_error_for
+from lakebase_memory.server.events import error_frame, sse
 from lakebase_memory.server.identity import caller_id
 from lakebase_memory.server.protocol import ResponsesRequest
 from lakebase_memory.server.runtime import AppRuntime
@@ -52,16 +52,14 @@ async def _sse(
 ) -> AsyncIterator[str]:
     try:
         async for event in events:
-            yield f"data: {json.dumps(event)}\n\n"
+            yield sse(event)
     except Exception as error:
         api_error = await api_error_for(error, runtime.target)
         metrics.count_error(api_error.code, stream=True)
         logger.error("streamed turn on thread %s failed: %s", turn.thread_id, error,
                      exc_info=api_error.code == "internal_error")  # fmt: skip
-        frame = {"type": "error", "error": api_error.message, "code": api_error.code,
-                 "custom_outputs": {"thread_id": turn.thread_id}}  # fmt: skip
-        yield f"data: {json.dumps(frame)}\n\n"
-    yield "data: [DONE]\n\n"
+        yield sse(error_frame(api_error.message, api_error.code, turn.thread_id))
+    yield sse("[DONE]")
 
 
 @router.post("/invocations", summary="Run one agent turn (MLflow ResponsesAgent shape)")

@@ -151,26 +151,8 @@ class ResponseRows:
             row = await cursor.fetchone()
             if row is None:
                 raise LostOwnershipError(response_id)
-            if events:
-                await conn.execute(
-                    "INSERT INTO ai_chatbot.response_events (response_id, sequence_number, event) "
-                    "SELECT %s, s, e FROM unnest(%s::integer[], %s::jsonb[]) AS u(s, e)",
-                    (response_id, [e["sequence_number"] for e in events],
-                     [Jsonb(e) for e in events]),
-                )  # fmt: skip
+            await _insert_events(conn, response_id, events)
             return bool(row["cancel_requested"])
-
-    async def heartbeat(self, response_id: str, owner: uuid.UUID, lease_seconds: float) -> bool:
-        """Extend the owner's lease; returns the cancel flag. LostOwnershipError if gone."""
-        row = await self._one(
-            "UPDATE ai_chatbot.responses SET lease_expires_at = now() + make_interval(secs => %s) "
-            "WHERE id = %s AND owner_token = %s AND status IN ('queued', 'in_progress') "
-            "RETURNING cancel_requested",
-            (lease_seconds, response_id, owner),
-        )
-        if row is None:
-            raise LostOwnershipError(response_id)
-        return bool(row["cancel_requested"])
 
     async def request_cancel(self, response_id: str, user_id: str) -> None:
         await self._one(
@@ -221,11 +203,7 @@ class ResponseRows:
                 assert found is not None
                 snapshot = {**row["response"], "status": status, "error": error}
                 event = {"type": kind, "sequence_number": found["n"] + 1, "response": snapshot}
-                await conn.execute(
-                    "INSERT INTO ai_chatbot.response_events (response_id, sequence_number, event) "
-                    "VALUES (%s, %s, %s)",
-                    (row["id"], event["sequence_number"], Jsonb(event)),
-                )
+                await _insert_events(conn, row["id"], [event])
                 await conn.execute(
                     "UPDATE ai_chatbot.responses SET status = %s, error = %s, "
                     "response = %s, finished_at = now(), updated_at = now(), owner_token = NULL "
@@ -254,3 +232,14 @@ class ResponseRows:
             cursor = await conn.execute(query, params)  # type: ignore[arg-type]
             row: dict[str, Any] | None = await cursor.fetchone()
             return row
+
+
+async def _insert_events(conn: Any, response_id: str, events: Sequence[dict[str, Any]]) -> None:
+    """Store `events` (each with its sequence_number) of the response, in one statement."""
+    if not events:
+        return
+    await conn.execute(
+        "INSERT INTO ai_chatbot.response_events (response_id, sequence_number, event) "
+        "SELECT %s, s, e FROM unnest(%s::integer[], %s::jsonb[]) AS u(s, e)",
+        (response_id, [e["sequence_number"] for e in events], [Jsonb(e) for e in events]),
+    )

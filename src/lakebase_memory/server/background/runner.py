@@ -27,6 +27,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from lakebase_memory.memory.history import message_text
+from lakebase_memory.observability import metrics
 from lakebase_memory.server.background.rows import (
     TERMINAL_EVENTS,
     LostOwnershipError,
@@ -36,6 +37,7 @@ from lakebase_memory.server.background.rows import (
 )
 from lakebase_memory.server.background.subscriptions import Wakeups
 from lakebase_memory.server.errors import api_error_for
+from lakebase_memory.server.events import error_frame
 from lakebase_memory.server.runtime import AppRuntime
 from lakebase_memory.server.turns import PreparedTurn, run_turn
 
@@ -245,11 +247,11 @@ class BackgroundRunner:
         await writer.flush("completed")
 
     async def _fail(self, writer: EventWriter, error: dict[str, Any]) -> None:
+        metrics.count_error(error["code"], stream=True)  # as a direct stream's error frame
         # As a direct stream: the error frame, then (the Responses terminal) response.failed.
-        custom_outputs = writer.snapshot.response.get("custom_outputs")
-        writer.add({"type": "error", "error": error["message"], "code": error["code"],
-                    "sequence_number": writer.next_sequence(),
-                    "custom_outputs": custom_outputs})  # fmt: skip
+        thread_id = writer.snapshot.response.get("custom_outputs", {}).get("thread_id")
+        frame = error_frame(error["message"], error["code"], thread_id)
+        writer.add({**frame, "sequence_number": writer.next_sequence()})
         failed = {**writer.snapshot.value("failed", with_partial=True), "error": error}
         writer.add({"type": "response.failed", "sequence_number": writer.next_sequence(),
                     "response": failed})  # fmt: skip
